@@ -1,0 +1,202 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from app.annotations.orm import Annotation
+from app.core.db import utcnow
+from app.images.orm import Image
+from app.rounds.orm import Round, Suggestion, SuggestionStatus
+from app.users.orm import User
+
+
+class LeaseConflict(Exception):
+    """The item is leased to another annotator."""
+
+
+def latest_ids_subquery():  # type: ignore[no-untyped-def]
+    return select(func.max(Annotation.id).label("id")).group_by(Annotation.image_id).subquery()
+
+
+def current(session: Session, *, image_id: int) -> Annotation | None:
+    return session.scalar(
+        select(Annotation).where(Annotation.image_id == image_id).order_by(Annotation.id.desc()).limit(1)
+    )
+
+
+def current_labels(session: Session, *, project_id: int) -> dict[int, str]:
+    """{image_id: label} for every image of the project that has a label now."""
+    latest = latest_ids_subquery()
+    rows = session.execute(
+        select(Annotation.image_id, Annotation.label)
+        .join(latest, latest.c.id == Annotation.id)
+        .join(Image, Image.id == Annotation.image_id)
+        .where(Image.project_id == project_id)
+    )
+    return {image_id: label for image_id, label in rows}
+
+
+def _lease_is_free(user: User, now):  # type: ignore[no-untyped-def]
+    return or_(
+        Suggestion.lease_holder_id.is_(None),
+        Suggestion.lease_holder_id == user.id,
+        Suggestion.lease_expires_at < now,
+    )
+
+
+def lease_next(session: Session, *, round_: Round, user: User, limit: int, lease_seconds: int) -> list[Suggestion]:
+    """Leases up to `limit` pending suggestions to `user`, their own live leases first.
+
+    Each claim is a conditional UPDATE, so two annotators asking at the same moment can never
+    both win the same item, on SQLite or PostgreSQL alike.
+    """
+    now = utcnow()
+    expires = now + timedelta(seconds=lease_seconds)
+    base = select(Suggestion.id).where(Suggestion.round_id == round_.id, Suggestion.status == SuggestionStatus.pending)
+    mine = list(
+        session.scalars(
+            base.where(Suggestion.lease_holder_id == user.id, Suggestion.lease_expires_at >= now)
+            .order_by(Suggestion.rank)
+            .limit(limit)
+        )
+    )
+    claimed: list[int] = []
+    for suggestion_id in mine:
+        session.execute(update(Suggestion).where(Suggestion.id == suggestion_id).values(lease_expires_at=expires))
+        claimed.append(suggestion_id)
+    while len(claimed) < limit:
+        free = list(
+            session.scalars(
+                base.where(_lease_is_free(user, now), Suggestion.id.not_in(claimed or [-1]))
+                .order_by(Suggestion.rank)
+                .limit(limit - len(claimed))
+            )
+        )
+        if not free:
+            break
+        for suggestion_id in free:
+            result = session.execute(
+                update(Suggestion)
+                .where(
+                    Suggestion.id == suggestion_id,
+                    Suggestion.status == SuggestionStatus.pending,
+                    _lease_is_free(user, now),
+                )
+                .values(lease_holder_id=user.id, lease_expires_at=expires)
+            )
+            if result.rowcount:  # type: ignore[attr-defined]
+                claimed.append(suggestion_id)
+    session.flush()
+    if not claimed:
+        return []
+    return list(session.scalars(select(Suggestion).where(Suggestion.id.in_(claimed)).order_by(Suggestion.rank)))
+
+
+def progress(session: Session, *, round_: Round) -> tuple[int, int]:
+    """(done, pending) suggestion counts of a round."""
+    rows = dict(
+        session.execute(  # type: ignore[arg-type]
+            select(Suggestion.status, func.count()).where(Suggestion.round_id == round_.id).group_by(Suggestion.status)
+        ).all()
+    )
+    pending = rows.get(SuggestionStatus.pending, 0)
+    return sum(rows.values()) - pending, pending
+
+
+def suggestion_in_round(session: Session, *, round_: Round, image_id: int) -> Suggestion | None:
+    return session.scalar(select(Suggestion).where(Suggestion.round_id == round_.id, Suggestion.image_id == image_id))
+
+
+def annotate(
+    session: Session,
+    *,
+    image: Image,
+    user: User,
+    label: str,
+    duration_ms: int | None,
+    suggestion: Suggestion | None,
+) -> tuple[Annotation, bool]:
+    """Records a label; returns (annotation, created). Re-sending the current label is a no-op."""
+    now = utcnow()
+    if suggestion is not None:
+        holder, expires = suggestion.lease_holder_id, suggestion.lease_expires_at
+        if holder is not None and holder != user.id and expires is not None and expires >= now:
+            raise LeaseConflict
+    latest = current(session, image_id=image.id)
+    if latest is not None and latest.label == label and latest.annotator_id == user.id:
+        return latest, False
+    annotation = Annotation(
+        image_id=image.id,
+        label=label,
+        annotator_id=user.id,
+        round_id=suggestion.round_id if suggestion else None,
+        suggestion_id=suggestion.id if suggestion else None,
+        duration_ms=duration_ms,
+    )
+    session.add(annotation)
+    if suggestion is not None:
+        suggestion.status = SuggestionStatus.labelled
+        suggestion.lease_holder_id = user.id
+        suggestion.lease_expires_at = None
+    session.flush()
+    return annotation, True
+
+
+def undo(session: Session, *, annotation: Annotation, lease_seconds: int) -> int | None:
+    """Deletes an annotation; a suggestion it completed goes back to pending, leased to the same person."""
+    suggestion = session.get(Suggestion, annotation.suggestion_id) if annotation.suggestion_id else None
+    user_id = annotation.annotator_id
+    session.delete(annotation)
+    session.flush()
+    if suggestion is None or suggestion.status != SuggestionStatus.labelled:
+        return None
+    still_labelled = session.scalar(select(func.count()).where(Annotation.suggestion_id == suggestion.id))
+    if still_labelled:
+        return None
+    suggestion.status = SuggestionStatus.pending
+    suggestion.lease_holder_id = user_id
+    suggestion.lease_expires_at = utcnow() + timedelta(seconds=lease_seconds)
+    session.flush()
+    return suggestion.id
+
+
+def skip(session: Session, *, suggestion: Suggestion, user: User) -> Suggestion:
+    now = utcnow()
+    holder, expires = suggestion.lease_holder_id, suggestion.lease_expires_at
+    if holder is not None and holder != user.id and expires is not None and expires >= now:
+        raise LeaseConflict
+    if suggestion.status == SuggestionStatus.pending:
+        suggestion.status = SuggestionStatus.skipped
+        suggestion.lease_holder_id = user.id
+        suggestion.lease_expires_at = None
+        session.flush()
+    return suggestion
+
+
+def export_rows(session: Session, *, project_id: int) -> list[dict[str, object]]:
+    latest = latest_ids_subquery()
+    rows = session.execute(
+        select(Annotation, Image, User.name, Round.index)
+        .join(latest, latest.c.id == Annotation.id)
+        .join(Image, Image.id == Annotation.image_id)
+        .outerjoin(User, User.id == Annotation.annotator_id)
+        .outerjoin(Round, and_(Round.id == Annotation.round_id))
+        .where(Image.project_id == project_id)
+        .order_by(Image.id)
+    )
+    return [
+        {
+            "image_id": image.id,
+            "original_name": image.original_name,
+            "sha256": image.sha256,
+            "split": image.split,
+            "synthetic": image.synthetic,
+            "label": annotation.label,
+            "annotator": name,
+            "created_at": annotation.created_at.isoformat(),
+            "round_index": round_index,
+        }
+        for annotation, image, name, round_index in rows
+    ]

@@ -1,0 +1,157 @@
+"""Request dependencies: the session, the caller, and loaders that check access before a route runs.
+
+Access rules live here and nowhere else: a row of a project the caller is not a member of is a 404
+(its existence is not leaked); a visible row with the wrong role is a 403.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Header, HTTPException, Path, status
+from sqlalchemy.orm import Session
+
+from app.annotations.orm import Annotation
+from app.core.db import session_factory
+from app.core.settings import Settings, get_settings
+from app.images.orm import Image
+from app.projects import service as projects
+from app.projects.orm import Project
+from app.rounds.orm import Round, Suggestion
+from app.storage import Storage, get_storage
+from app.users import service as users
+from app.users.orm import Role, User
+
+ANY_ROLE = (Role.admin, Role.engineer, Role.annotator)
+ENGINEER = (Role.admin, Role.engineer)
+ADMIN = (Role.admin,)
+
+
+def get_session() -> Iterator[Session]:
+    # The request owns the transaction: services only flush, this commits or rolls back.
+    session = session_factory()()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+# scope="function" commits before the response is sent, so a client that reads right after a
+# write always sees it, and a failed commit becomes an error response instead of a lost write.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StorageDep = Annotated[Storage, Depends(get_storage)]
+
+
+def get_current_user(session: SessionDep, authorization: Annotated[str | None, Header()] = None) -> User:
+    scheme, _, token = (authorization or "").partition(" ")
+    user = users.get_by_token(session, token.strip()) if scheme.lower() == "bearer" and token else None
+    if user is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing or invalid bearer token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def _check_role(user: User, roles: tuple[Role, ...]) -> None:
+    if user.role not in roles:
+        allowed = " or ".join(r.value for r in roles)
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"this action needs the {allowed} role")
+
+
+def require(*roles: Role) -> Callable[[User], User]:
+    def dependency(user: CurrentUser) -> User:
+        _check_role(user, roles)
+        return user
+
+    return dependency
+
+
+AdminUser = Annotated[User, Depends(require(*ADMIN))]
+EngineerUser = Annotated[User, Depends(require(*ENGINEER))]
+
+T = TypeVar("T")
+
+
+def _visible_project(session: Session, user: User, project_id: int, what: str) -> Project:
+    project = projects.get(session, project_id)
+    if project is None or not projects.can_see(session, project=project, user=user):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{what} not found")
+    return project
+
+
+def project_access(*roles: Role) -> Callable[..., Project]:
+    def dependency(session: SessionDep, user: CurrentUser, project_id: Annotated[int, Path()]) -> Project:
+        project = _visible_project(session, user, project_id, "project")
+        _check_role(user, roles)
+        return project
+
+    return dependency
+
+
+def _row_access(model: type[Any], param: str, what: str, project_of: Callable[[Session, Any], int], roles):  # type: ignore[no-untyped-def]
+    def dependency(session: SessionDep, user: CurrentUser, row_id: int = Path(alias=param)) -> Any:
+        row = session.get(model, row_id)
+        if row is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"{what} not found")
+        _visible_project(session, user, project_of(session, row), what)
+        _check_role(user, roles)
+        return row
+
+    return dependency
+
+
+def _image_project(_: Session, image: Image) -> int:
+    return image.project_id
+
+
+def _round_project(_: Session, round_: Round) -> int:
+    return round_.project_id
+
+
+def _suggestion_project(session: Session, suggestion: Suggestion) -> int:
+    round_ = session.get(Round, suggestion.round_id)
+    assert round_ is not None
+    return round_.project_id
+
+
+def _annotation_project(session: Session, annotation: Annotation) -> int:
+    image = session.get(Image, annotation.image_id)
+    assert image is not None
+    return image.project_id
+
+
+def image_access(*roles: Role) -> Callable[..., Image]:
+    return _row_access(Image, "image_id", "image", _image_project, roles)
+
+
+def round_access(*roles: Role) -> Callable[..., Round]:
+    return _row_access(Round, "round_id", "round", _round_project, roles)
+
+
+def suggestion_access(*roles: Role) -> Callable[..., Suggestion]:
+    return _row_access(Suggestion, "suggestion_id", "suggestion", _suggestion_project, roles)
+
+
+def annotation_access(*roles: Role) -> Callable[..., Annotation]:
+    return _row_access(Annotation, "annotation_id", "annotation", _annotation_project, roles)
+
+
+MemberProject = Annotated[Project, Depends(project_access(*ANY_ROLE))]
+EngineerProject = Annotated[Project, Depends(project_access(*ENGINEER))]
+AdminProject = Annotated[Project, Depends(project_access(*ADMIN))]
+MemberImage = Annotated[Image, Depends(image_access(*ANY_ROLE))]
+MemberRound = Annotated[Round, Depends(round_access(*ANY_ROLE))]
+EngineerRound = Annotated[Round, Depends(round_access(*ENGINEER))]
+MemberSuggestion = Annotated[Suggestion, Depends(suggestion_access(*ANY_ROLE))]
+MemberAnnotation = Annotated[Annotation, Depends(annotation_access(*ANY_ROLE))]

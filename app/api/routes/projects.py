@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile, status
+from sqlalchemy import func, select
+
+from app.annotations import service as annotations
+from app.annotations.orm import Annotation
+from app.api.deps import (
+    AdminProject,
+    AdminUser,
+    CurrentUser,
+    EngineerProject,
+    MemberProject,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+)
+from app.images.ingest import UploadError, ingest, parse_labels_csv
+from app.images.orm import Image, Split
+from app.images.schemas import ImageList, ImageRead
+from app.projects import service
+from app.projects.schemas import MemberAdd, MemberRead, ProjectCreate, ProjectList, ProjectRead
+from app.rounds import service as rounds
+from app.users import service as users
+
+router = APIRouter(tags=["projects"])
+
+
+@router.post("/projects", response_model=ProjectRead, status_code=status.HTTP_201_CREATED)
+def create_project(body: ProjectCreate, session: SessionDep, user: AdminUser) -> ProjectRead:
+    """Create a project with its ordered class list and settings."""
+    if service.get_by_name(session, body.name) is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"a project named {body.name!r} already exists")
+    project = service.create(session, name=body.name, classes=body.classes, settings=body.settings, creator=user)
+    return service.read(session, project)
+
+
+@router.get("/projects", response_model=ProjectList)
+def list_projects(session: SessionDep, user: CurrentUser) -> ProjectList:
+    """Projects the caller can see (all of them for an admin), with counts."""
+    rows = [service.read(session, p) for p in service.list_for(session, user=user)]
+    return ProjectList(data=rows, count=len(rows))
+
+
+@router.get("/projects/{project_id}", response_model=ProjectRead)
+def read_project(project: MemberProject, session: SessionDep) -> ProjectRead:
+    """One project with image, label and round counts and its open round."""
+    return service.read(session, project)
+
+
+@router.post("/projects/{project_id}/members", response_model=MemberRead, status_code=status.HTTP_201_CREATED)
+def add_member(project: AdminProject, body: MemberAdd, session: SessionDep) -> MemberRead:
+    """Give a user access to this project."""
+    user = users.get(session, body.user_id)
+    if user is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "user not found")
+    service.add_member(session, project=project, user=user)
+    return MemberRead(project_id=project.id, user_id=user.id)
+
+
+@router.get("/projects/{project_id}/images", response_model=ImageList)
+def list_images(
+    project: MemberProject,
+    session: SessionDep,
+    split: Split | None = None,
+    labelled: bool | None = None,
+    synthetic: bool | None = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> ImageList:
+    """Images of the project, filtered and paginated, with their current label."""
+    latest = annotations.latest_ids_subquery()
+    labelled_ids = select(Annotation.image_id).join(latest, latest.c.id == Annotation.id)
+    query = select(Image).where(Image.project_id == project.id)
+    if split is not None:
+        query = query.where(Image.split == split.value)
+    if synthetic is not None:
+        query = query.where(Image.synthetic.is_(synthetic))
+    if labelled is not None:
+        query = query.where(Image.id.in_(labelled_ids) if labelled else Image.id.not_in(labelled_ids))
+    count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = list(session.scalars(query.order_by(Image.id).offset((page - 1) * per_page).limit(per_page)))
+    labels = dict(
+        session.execute(  # type: ignore[arg-type]
+            select(Annotation.image_id, Annotation.label)
+            .join(latest, latest.c.id == Annotation.id)
+            .where(Annotation.image_id.in_([r.id for r in rows]))
+        ).all()
+    )
+    data = [ImageRead.model_validate(r).model_copy(update={"label": labels.get(r.id)}) for r in rows]
+    return ImageList(data=data, count=count, page=page, per_page=per_page)
+
+
+@router.get("/projects/{project_id}/metrics")
+def project_metrics(project: MemberProject, session: SessionDep) -> dict[str, object]:
+    """Per-round metrics: labels used, validation accuracy, per-class accuracy, timings."""
+    data = [
+        {
+            "round_id": r.id,
+            "index": r.index,
+            "strategy": r.strategy,
+            "status": r.status,
+            "batch_size": r.batch_size,
+            "labels": r.metrics.get("labels"),
+            "accuracy": r.metrics.get("accuracy"),
+            "per_class": r.metrics.get("per_class"),
+            "class_counts": r.metrics.get("class_counts"),
+            "timings": r.metrics.get("timings"),
+            "effective_strategy": r.metrics.get("effective_strategy"),
+            "created_at": r.created_at,
+            "finished_at": r.finished_at,
+        }
+        for r in rounds.list_for(session, project_id=project.id)
+    ]
+    return {"project_id": project.id, "data": data, "count": len(data)}
+
+
+@router.get("/projects/{project_id}/export")
+def export_labels(project: EngineerProject, session: SessionDep, format: Literal["csv", "json"] = "csv") -> Response:
+    """Every current label with its annotator, time and round, as CSV or JSON."""
+    rows = annotations.export_rows(session, project_id=project.id)
+    filename = f"suggestlab-project-{project.id}-labels.{format}"
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if format == "json":
+        return Response(
+            json.dumps({"project_id": project.id, "data": rows, "count": len(rows)}),
+            media_type="application/json",
+            headers=headers,
+        )
+    out = io.StringIO()
+    fields = [
+        "image_id",
+        "original_name",
+        "sha256",
+        "split",
+        "synthetic",
+        "label",
+        "annotator",
+        "created_at",
+        "round_index",
+    ]
+    writer = csv.DictWriter(out, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    return Response(out.getvalue(), media_type="text/csv", headers=headers)
+
+
+@router.post("/projects/{project_id}/images")
+def upload_images(
+    project: AdminProject,
+    session: SessionDep,
+    user: AdminUser,
+    settings: SettingsDep,
+    storage: StorageDep,
+    files: Annotated[list[UploadFile], File(description="Images and/or .zip archives")],
+    split: Annotated[Split, Form()] = Split.pool,
+    labels: Annotated[UploadFile | None, File(description="CSV with rows `filename,label`")] = None,
+) -> dict[str, object]:
+    """Upload images or zip archives; returns a per-file report (accepted, duplicates, rejected)."""
+    label_map = None
+    if labels is not None and labels.filename:
+        try:
+            label_map = parse_labels_csv(labels.file.read(settings.max_file_bytes))
+        except UploadError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+        unknown = sorted({v for v in label_map.values() if v not in project.classes})
+        if unknown:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, f"labels CSV names unknown classes: {', '.join(unknown[:10])}"
+            )
+    for f in files:
+        if f.size is not None and f.size > settings.max_upload_bytes:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"{f.filename}: upload too large")
+    report = ingest(
+        session,
+        storage,
+        settings,
+        project=project,
+        files=[(f.filename or "upload", f.file) for f in files],
+        split=split,
+        labels=label_map,
+        user=user,
+    )
+    return report.model_dump()

@@ -1,0 +1,163 @@
+"""The `suggestlab` command: serve, worker, demo, db, create-user."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+
+from app.core.settings import Settings, get_settings
+
+
+def _worker_env(settings: Settings) -> dict[str, str]:
+    # The child must resolve exactly the same database, broker and data folder as this process.
+    return {
+        **os.environ,
+        "SUGGESTLAB_DATA_DIR": str(settings.data_dir),
+        "SUGGESTLAB_DATABASE_URL": settings.database_url,
+        "SUGGESTLAB_BROKER_URL": settings.broker_url,
+    }
+
+
+def start_worker_process(settings: Settings, queues: str = "training,light") -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--queues", queues], env=_worker_env(settings))
+
+
+def stop_worker_process(worker: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    if worker.poll() is not None:
+        return
+    # SIGTERM is Celery's warm shutdown: the running round finishes or, with acks_late, is redelivered.
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(timeout)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.core.migrate import upgrade
+    from app.main import create_app
+
+    settings = get_settings()
+    if settings.auto_migrate:
+        upgrade(settings)
+    worker = start_worker_process(settings) if settings.runs_embedded_worker and not args.no_worker else None
+    try:
+        uvicorn.run(create_app(), host=args.host, port=args.port, log_level=args.log_level)
+    finally:
+        if worker is not None:
+            stop_worker_process(worker)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from worker.celery_app import celery_app
+
+    argv = [
+        "worker",
+        "--loglevel",
+        args.log_level.upper(),
+        "--queues",
+        args.queues,
+        "--concurrency",
+        str(args.concurrency),
+        "--pool",
+        args.pool,
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if args.hostname:
+        argv += ["--hostname", args.hostname]
+    celery_app.worker_main(argv)
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from app.core import migrate
+
+    if args.action == "upgrade":
+        migrate.upgrade(get_settings(), args.revision or "head")
+    else:
+        migrate.downgrade(get_settings(), args.revision or "-1")
+    return 0
+
+
+def cmd_create_user(args: argparse.Namespace) -> int:
+    from app.core.db import session_scope
+    from app.core.migrate import upgrade
+    from app.users import service
+    from app.users.orm import Role
+
+    settings = get_settings()
+    if settings.auto_migrate:
+        upgrade(settings)
+    with session_scope(settings) as session:
+        user = service.get_by_name(session, args.name)
+        if user is None:
+            user = service.create(session, name=args.name, role=Role(args.role))
+        elif user.role != args.role:
+            print(f"user {args.name!r} exists with role {user.role}", file=sys.stderr)
+            return 2
+        token = service.issue_token(session, user=user)
+    print(token)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from app.demo import run_demo
+
+    return run_demo(host=args.host, port=args.port, dataset=args.dataset, batch_size=args.batch_size)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="suggestlab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the API (and, in embedded mode, a worker)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--no-worker", action="store_true", help="never start an embedded worker")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="run a Celery worker")
+    worker.add_argument("--queues", default="training,light")
+    worker.add_argument("--concurrency", type=int, default=1)
+    worker.add_argument("--pool", default="prefork", choices=["prefork", "solo", "threads"])
+    worker.add_argument("--hostname", default=None)
+    worker.add_argument("--log-level", default="info")
+    worker.set_defaults(func=cmd_worker)
+
+    demo = sub.add_parser("demo", help="build a demo project from bundled MNIST digits and serve it")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--dataset", default="mnist5k", choices=["mnist5k", "digits"])
+    demo.add_argument("--batch-size", type=int, default=50)
+    demo.set_defaults(func=cmd_demo)
+
+    db = sub.add_parser("db", help="database migrations")
+    db.add_argument("action", choices=["upgrade", "downgrade"])
+    db.add_argument("revision", nargs="?")
+    db.set_defaults(func=cmd_db)
+
+    create_user = sub.add_parser("create-user", help="create a user (or reuse one) and print a new token")
+    create_user.add_argument("--name", required=True)
+    create_user.add_argument("--role", required=True, choices=["admin", "engineer", "annotator"])
+    create_user.set_defaults(func=cmd_create_user)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

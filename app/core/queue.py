@@ -1,0 +1,71 @@
+"""Celery configuration and the one way the API hands work to workers: a task sent by name.
+
+The API never imports the worker package (nor torch); both sides build their Celery app from
+`celery_config` so the broker settings cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+from app.core.settings import Settings, get_settings
+
+RUN_ROUND_TASK = "suggestlab.run_round"
+TRAINING_QUEUE = "training"
+LIGHT_QUEUE = "light"
+
+
+def embedded_broker_dirs(settings: Settings) -> dict[str, Path]:
+    root = settings.data_dir / "broker"
+    return {"queue": root / "queue", "processed": root / "processed"}
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "broker_url": settings.broker_url,
+        "task_ignore_result": True,
+        # A round is acknowledged only once it has finished, and a worker that dies mid-round
+        # puts it back on the queue; the task itself counts attempts in the database.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_default_queue": TRAINING_QUEUE,
+        "task_routes": {RUN_ROUND_TASK: {"queue": TRAINING_QUEUE}},
+        "broker_connection_retry_on_startup": True,
+        "worker_hijack_root_logger": False,
+    }
+    if settings.embedded_broker:
+        dirs = embedded_broker_dirs(settings)
+        for path in dirs.values():
+            path.mkdir(parents=True, exist_ok=True)
+        config["broker_transport_options"] = {
+            "data_folder_in": str(dirs["queue"]),
+            "data_folder_out": str(dirs["queue"]),
+            "processed_folder": str(dirs["processed"]),
+            "store_processed": False,
+        }
+    elif settings.broker_url.startswith("redis"):
+        # Longer than the longest round, or Redis would hand an unacknowledged round to a
+        # second worker while the first is still training.
+        config["broker_transport_options"] = {"visibility_timeout": 6 * 3600}
+    return config
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    celery = Celery("suggestlab")
+    celery.conf.update(celery_config(settings))
+    return celery
+
+
+@lru_cache
+def _client() -> Celery:
+    return make_celery()
+
+
+def enqueue_round(round_id: int) -> None:
+    _client().send_task(RUN_ROUND_TASK, args=[round_id], queue=TRAINING_QUEUE)

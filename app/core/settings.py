@@ -1,0 +1,76 @@
+"""Service settings, read from SUGGESTLAB_* environment variables and an optional .env file.
+
+The defaults are the embedded mode: SQLite, a local data folder and a Celery broker kept in that
+folder, so `suggestlab serve` works with no configuration at all.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "dev-insecure-secret-change-me"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SUGGESTLAB_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Path("suggestlab-data")
+    database_url: str = ""
+    broker_url: str = ""
+    secret_key: str = DEV_SECRET
+
+    storage: Literal["local", "s3"] = "local"
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "suggestlab"
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_region: str = "us-east-1"
+
+    # Upload limits: a request, one file, one decoded image, one zip archive.
+    max_upload_bytes: int = 1024 * 1024 * 1024
+    max_file_bytes: int = 32 * 1024 * 1024
+    max_image_pixels: int = 4096 * 4096
+    max_zip_entries: int = 50_000
+    max_zip_uncompressed_bytes: int = 2 * 1024 * 1024 * 1024
+    max_zip_ratio: float = 250.0
+
+    lease_seconds: int = 600
+    round_max_attempts: int = 3
+    # None: start a worker inside `serve` only when the broker is the embedded one.
+    embedded_worker: bool | None = None
+    auto_migrate: bool = True
+    torch_device: str = "auto"
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser().resolve()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'suggestlab.db'}"
+        if not self.broker_url:
+            self.broker_url = "filesystem://"
+        if self.environment == "production" and self.secret_key == DEV_SECRET:
+            raise ValueError("SUGGESTLAB_SECRET_KEY must be set to a real secret in production")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url.startswith("filesystem://")
+
+    @property
+    def runs_embedded_worker(self) -> bool:
+        return self.embedded_broker if self.embedded_worker is None else self.embedded_worker
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

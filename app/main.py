@@ -1,0 +1,69 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from app.api.routes import annotations, images, projects, rounds, users
+from app.core.db import session_factory
+from app.core.settings import get_settings
+
+log = logging.getLogger("suggestlab.api")
+FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    app = FastAPI(
+        title="SuggestLab",
+        version="0.1.0",
+        description="Active-learning annotation service: which images to label next.",
+    )
+    for module in (users, projects, images, rounds, annotations):
+        app.include_router(module.router, prefix="/api/v1")
+
+    @app.middleware("http")
+    async def limit_body_size(request: Request, call_next):  # type: ignore[no-untyped-def]
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > settings.max_upload_bytes:
+            return JSONResponse(
+                {"detail": f"request body over the limit of {settings.max_upload_bytes} bytes"},
+                status_code=status.HTTP_413_CONTENT_TOO_LARGE,
+            )
+        return await call_next(request)
+
+    @app.exception_handler(OperationalError)
+    async def database_unavailable(_: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("database unavailable: %s", exc)
+        return JSONResponse(
+            {"detail": "the database is unavailable or busy right now; retry in a few seconds"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(_: Request, exc: DBAPIError) -> JSONResponse:
+        if exc.connection_invalidated:
+            return await database_unavailable(_, exc)  # type: ignore[arg-type]
+        raise exc
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        with session_factory()() as session:
+            session.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    app.mount("/static", StaticFiles(directory=FRONTEND / "static"), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(FRONTEND / "index.html")
+
+    return app

@@ -1,0 +1,24 @@
+"""Imports every ORM module so that Base.metadata is complete (Alembic, tests)."""
+
+from app.annotations.orm import Annotation
+from app.core.db import Base
+from app.images.orm import Image, Split
+from app.projects.orm import Project, ProjectMember
+from app.rounds.orm import Round, RoundStatus, Suggestion, SuggestionStatus
+from app.users.orm import ApiToken, Role, User
+
+__all__ = [
+    "Annotation",
+    "ApiToken",
+    "Base",
+    "Image",
+    "Project",
+    "ProjectMember",
+    "Role",
+    "Round",
+    "RoundStatus",
+    "Split",
+    "Suggestion",
+    "SuggestionStatus",
+    "User",
+]

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class ProjectSettings(BaseModel):
+    """Per-project knobs the worker reads; unknown keys are refused so typos do not pass silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_size: int = Field(28, ge=8, le=256, description="Images are resized to this square size.")
+    channels: Literal[1, 3] = Field(1, description="1 = grayscale, 3 = RGB.")
+    allow_synthetic: bool = Field(True, description="May the `si` strategy add generated images?")
+    show_model_guess: bool = False
+    latent_dim: int = Field(32, ge=2, le=512)
+    vae_refresh_fraction: float = Field(
+        0.1, ge=0, le=1, description="Retrain the VAE when the pool changed by more than this."
+    )
+
+
+class ProjectCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    classes: list[str] = Field(min_length=2, max_length=200)
+    settings: ProjectSettings = Field(default_factory=ProjectSettings)
+
+    @field_validator("classes")
+    @classmethod
+    def _distinct_classes(cls, value: list[str]) -> list[str]:
+        cleaned = [c.strip() for c in value]
+        if any(not c or len(c) > 200 for c in cleaned):
+            raise ValueError("class names must be 1-200 characters")
+        if len(set(cleaned)) != len(cleaned):
+            raise ValueError("class names must be distinct")
+        return cleaned
+
+
+class ProjectCounts(BaseModel):
+    pool: int
+    validation: int
+    test: int
+    synthetic: int
+    labelled: int
+    rounds: int
+
+
+class OpenRound(BaseModel):
+    id: int
+    index: int
+
+
+class ProjectRead(BaseModel):
+    id: int
+    name: str
+    classes: list[str]
+    settings: ProjectSettings
+    created_at: datetime
+    counts: ProjectCounts
+    open_round: OpenRound | None
+
+
+class ProjectList(BaseModel):
+    data: list[ProjectRead]
+    count: int
+
+
+class MemberAdd(BaseModel):
+    user_id: int
+
+
+class MemberRead(BaseModel):
+    project_id: int
+    user_id: int

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.annotations.orm import Annotation
+from app.images.orm import Image, Split
+from app.projects.orm import Project, ProjectMember
+from app.projects.schemas import OpenRound, ProjectCounts, ProjectRead, ProjectSettings
+from app.rounds.orm import Round, RoundStatus
+from app.users.orm import Role, User
+
+
+def get(session: Session, project_id: int) -> Project | None:
+    return session.get(Project, project_id)
+
+
+def get_by_name(session: Session, name: str) -> Project | None:
+    return session.scalar(select(Project).where(Project.name == name))
+
+
+def is_member(session: Session, *, project_id: int, user_id: int) -> bool:
+    return session.get(ProjectMember, (project_id, user_id)) is not None
+
+
+def can_see(session: Session, *, project: Project, user: User) -> bool:
+    return user.role == Role.admin or is_member(session, project_id=project.id, user_id=user.id)
+
+
+def list_for(session: Session, *, user: User) -> list[Project]:
+    query = select(Project).order_by(Project.id)
+    if user.role != Role.admin:
+        query = query.join(ProjectMember, ProjectMember.project_id == Project.id).where(
+            ProjectMember.user_id == user.id
+        )
+    return list(session.scalars(query))
+
+
+def create(
+    session: Session, *, name: str, classes: list[str], settings: ProjectSettings, creator: User | None
+) -> Project:
+    project = Project(
+        name=name,
+        classes=classes,
+        settings=settings.model_dump(),
+        created_by_id=creator.id if creator else None,
+    )
+    session.add(project)
+    session.flush()
+    return project
+
+
+def add_member(session: Session, *, project: Project, user: User) -> ProjectMember:
+    member = session.get(ProjectMember, (project.id, user.id))
+    if member is None:
+        member = ProjectMember(project_id=project.id, user_id=user.id)
+        session.add(member)
+        session.flush()
+    return member
+
+
+def settings_of(project: Project) -> ProjectSettings:
+    return ProjectSettings.model_validate(project.settings or {})
+
+
+def open_round(session: Session, *, project_id: int) -> Round | None:
+    """The newest ready round: the batch annotators are working on."""
+    return session.scalar(
+        select(Round)
+        .where(Round.project_id == project_id, Round.status == RoundStatus.ready)
+        .order_by(Round.index.desc())
+        .limit(1)
+    )
+
+
+def counts(session: Session, *, project_id: int) -> ProjectCounts:
+    by_split: dict[str, int] = dict(
+        session.execute(  # type: ignore[arg-type]
+            select(Image.split, func.count())
+            .where(Image.project_id == project_id, Image.synthetic.is_(False))
+            .group_by(Image.split)
+        ).all()
+    )
+    synthetic = session.scalar(select(func.count()).where(Image.project_id == project_id, Image.synthetic.is_(True)))
+    labelled = session.scalar(
+        select(func.count(func.distinct(Annotation.image_id)))
+        .join(Image, Image.id == Annotation.image_id)
+        .where(Image.project_id == project_id)
+    )
+    rounds = session.scalar(select(func.count()).where(Round.project_id == project_id))
+    return ProjectCounts(
+        pool=by_split.get(Split.pool, 0),
+        validation=by_split.get(Split.validation, 0),
+        test=by_split.get(Split.test, 0),
+        synthetic=synthetic or 0,
+        labelled=labelled or 0,
+        rounds=rounds or 0,
+    )
+
+
+def read(session: Session, project: Project) -> ProjectRead:
+    current = open_round(session, project_id=project.id)
+    data: dict[str, Any] = {
+        "id": project.id,
+        "name": project.name,
+        "classes": project.classes,
+        "settings": settings_of(project),
+        "created_at": project.created_at,
+        "counts": counts(session, project_id=project.id),
+        "open_round": OpenRound(id=current.id, index=current.index) if current else None,
+    }
+    return ProjectRead(**data)

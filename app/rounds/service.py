@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.core.db import utcnow
+from app.projects.orm import Project
+from app.rounds.orm import ACTIVE_STATUSES, Round, RoundStatus, Suggestion
+from app.users.orm import User
+
+
+class RoundConflict(Exception):
+    """Another round of the project is still queued or running."""
+
+
+def get(session: Session, round_id: int) -> Round | None:
+    return session.get(Round, round_id)
+
+
+def active(session: Session, *, project_id: int) -> Round | None:
+    return session.scalar(
+        select(Round).where(Round.project_id == project_id, Round.status.in_([s.value for s in ACTIVE_STATUSES]))
+    )
+
+
+def list_for(session: Session, *, project_id: int) -> list[Round]:
+    return list(session.scalars(select(Round).where(Round.project_id == project_id).order_by(Round.index)))
+
+
+def create(
+    session: Session, *, project: Project, strategy: str, batch_size: int, params: dict[str, Any], user: User
+) -> Round:
+    if active(session, project_id=project.id) is not None:
+        raise RoundConflict
+    index = (session.scalar(select(func.max(Round.index)).where(Round.project_id == project.id)) or 0) + 1
+    round_ = Round(
+        project_id=project.id,
+        index=index,
+        strategy=strategy,
+        batch_size=batch_size,
+        params=params,
+        status=RoundStatus.queued,
+        phase="queued",
+        created_by_id=user.id,
+    )
+    try:
+        # The partial unique index settles a race between two simultaneous requests.
+        with session.begin_nested():
+            session.add(round_)
+    except IntegrityError as exc:
+        raise RoundConflict from exc
+    return round_
+
+
+def cancel(session: Session, *, round_: Round) -> bool:
+    """Cancels a queued or running round; returns False if it had already ended."""
+    result = session.execute(
+        update(Round)
+        .where(Round.id == round_.id, Round.status.in_([s.value for s in ACTIVE_STATUSES]))
+        .values(status=RoundStatus.cancelled, phase="cancelled", finished_at=utcnow())
+    )
+    session.refresh(round_)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def fail(session: Session, *, round_id: int, error: str) -> None:
+    session.execute(
+        update(Round)
+        .where(Round.id == round_id, Round.status.in_([s.value for s in ACTIVE_STATUSES]))
+        .values(status=RoundStatus.failed, phase="failed", error=error, finished_at=utcnow())
+    )
+
+
+def suggestions(session: Session, *, round_id: int) -> list[Suggestion]:
+    return list(session.scalars(select(Suggestion).where(Suggestion.round_id == round_id).order_by(Suggestion.rank)))

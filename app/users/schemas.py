@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.users.orm import Role
+
+
+class UserCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[\w.@+-]+$")
+    role: Role
+
+
+class UserRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    role: Role
+    created_at: datetime
+
+
+class UserList(BaseModel):
+    data: list[UserRead]
+    count: int
+
+
+class TokenIssued(BaseModel):
+    token: str = Field(description="Shown once; only its hash is stored.")
+    user_id: int

@@ -1,0 +1,148 @@
+"""One active-learning step on arrays: train on the labels, evaluate, select the next batch.
+
+Real rounds (worker.pipeline) and simulations (models.simulate) both call `run_step`, so a
+simulated learning curve is produced by exactly the code that serves real projects.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.strategies.base import Selection, SelectionContext
+from models.strategies.registry import (
+    COLD_START,
+    NEEDS_GENERATIVE,
+    NEEDS_LATENTS,
+    NEEDS_PROBABILITIES,
+    get_strategy,
+    spec_for,
+)
+from models.training import evaluate, fit_classifier, predict_proba
+
+Report = Callable[[str, float], None]
+
+
+@dataclass
+class StepResult:
+    selection: Selection
+    effective_strategy: str
+    accuracy: float | None
+    per_class: list[float | None] | None
+    timings: dict[str, float] = field(default_factory=dict)
+    model: torch.nn.Module | None = None
+
+
+def pca_features(x: np.ndarray, dim: int = 32) -> np.ndarray:
+    """Flattened pixels projected on their top principal components, for when no VAE is available."""
+    flat = x.reshape(len(x), -1).astype(np.float32)
+    flat = flat - flat.mean(0, keepdims=True)
+    _, _, vt = np.linalg.svd(flat[:: max(1, len(flat) // 2000)], full_matrices=False)
+    return flat @ vt[: min(dim, vt.shape[0])].T
+
+
+def run_step(
+    *,
+    pool_x: np.ndarray,
+    pool_ids: np.ndarray,
+    labelled_pos: np.ndarray,
+    labels: np.ndarray,
+    candidate_pos: np.ndarray,
+    eval_x: np.ndarray,
+    eval_y: np.ndarray,
+    n_classes: int,
+    strategy: str,
+    params: dict[str, Any],
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    latents: np.ndarray | Callable[[], np.ndarray] | None = None,
+    generative: Callable[[], dict[str, Any]] | None = None,
+    report: Report | None = None,
+) -> StepResult:
+    """Trains the task model on the labelled pool rows, evaluates it and runs the strategy.
+
+    Args:
+        pool_x: [N, C, S, S] every pool image.
+        pool_ids: [N] their ids (what a selection returns).
+        labelled_pos: [L] positions in the pool with a label; labels: [L] their class indices.
+        candidate_pos: [M] positions that may be selected (unlabelled, real images).
+        eval_x, eval_y: the evaluation split ([V, C, S, S], [V]); may be empty.
+        strategy, params: registry name and its parameters; a strategy that needs a trained model
+            falls back to the cold-start strategy while there are no labels.
+        latents: [N, D] features of the pool (or a function computing them on demand);
+            PCA of the pixels is used when a latent-space strategy runs without it.
+        generative: returns extras (the VAE, ...) for strategies that move through latent space.
+        report: called with (phase, fraction) as the step advances.
+    """
+    report = report or (lambda phase, fraction: None)
+    timings: dict[str, float] = {}
+    spec = spec_for(strategy)
+    effective = strategy
+    if spec.needs_labels and len(labels) == 0:
+        effective = COLD_START
+        spec = spec_for(effective)
+
+    model = None
+    accuracy: float | None = None
+    per_class: list[float | None] | None = None
+    t = time.monotonic()
+    if len(labels):
+        report("training task model", 0.05)
+        model = fit_classifier(
+            pool_x[labelled_pos],
+            labels,
+            n_classes,
+            seed=seed,
+            device=device,
+            progress=lambda f: report("training task model", 0.05 + 0.6 * f),
+        )
+        if len(eval_y):
+            report("evaluating", 0.7)
+            result = evaluate(predict_proba(model, eval_x), eval_y, n_classes)
+            accuracy = result["accuracy"]  # type: ignore[assignment]
+            per_class = result["per_class"]  # type: ignore[assignment]
+    timings["train_s"] = time.monotonic() - t
+
+    t = time.monotonic()
+    report("selecting", 0.75)
+    probabilities = None
+    if model is not None and len(candidate_pos):
+        probabilities = predict_proba(model, pool_x[candidate_pos])
+    ctx = SelectionContext(
+        candidate_ids=pool_ids[candidate_pos],
+        labelled_ids=pool_ids[labelled_pos],
+        labels=labels,
+        n_classes=n_classes,
+        seed=seed,
+        probabilities=probabilities if NEEDS_PROBABILITIES in spec.needs else None,
+    )
+    if spec.needs & {NEEDS_LATENTS, NEEDS_GENERATIVE}:
+        feats = latents() if callable(latents) else latents
+        if feats is None:
+            feats = pca_features(pool_x)
+        ctx.candidate_features = feats[candidate_pos]
+        ctx.labelled_features = feats[labelled_pos]
+    if NEEDS_GENERATIVE in spec.needs:
+        ctx.extras.update(generative() if generative else {})
+        ctx.extras.update(task_model=model, labelled_x=pool_x[labelled_pos], candidate_x=pool_x[candidate_pos])
+    selection = get_strategy(effective, **(params if effective == strategy else {})).select(ctx, batch_size)
+    if probabilities is not None:
+        guesses = dict(zip(ctx.candidate_ids.tolist(), probabilities.argmax(1).tolist(), strict=True))
+        for image_id, reason in zip(selection.image_ids, selection.reasons, strict=True):
+            if image_id in guesses:
+                reason["predicted_index"] = guesses[image_id]
+    timings["select_s"] = time.monotonic() - t
+    return StepResult(
+        selection=selection,
+        effective_strategy=effective,
+        accuracy=accuracy,
+        per_class=per_class,
+        timings=timings,
+        model=model,
+    )

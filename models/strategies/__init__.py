@@ -1,0 +1,1 @@
+"""Selection strategies. Import `registry` for names; implementations are loaded on demand."""

@@ -1,0 +1,101 @@
+"""The strategy interface: arrays in, a ranked selection out. No sessions, no files.
+
+Following baal's AbstractHeuristic, most strategies only implement `compute_score` (higher = more
+worth labelling); the base class handles NaN, ties (broken by the seed) and the cut to a batch.
+Strategies whose picks depend on each other (k-center, latent-space search) override `select`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class SelectionContext:
+    """Everything a strategy may look at. Optional fields are filled when the strategy's spec needs them.
+
+    Attributes:
+        candidate_ids: [N] ids of unlabelled, real (non-synthetic) pool images that may be chosen.
+        labelled_ids: [L] ids of labelled images.
+        labels: [L] class indices of the labelled images.
+        n_classes: number of project classes.
+        seed: makes every random choice repeatable.
+        probabilities: [N, C] task-model probabilities on the candidates.
+        candidate_features: [N, D] latent codes (or other features) of the candidates.
+        labelled_features: [L, D] the same for the labelled images.
+        extras: strategy-specific objects prepared by the caller (task model, VAE, images...).
+    """
+
+    candidate_ids: np.ndarray
+    labelled_ids: np.ndarray
+    labels: np.ndarray
+    n_classes: int
+    seed: int = 0
+    probabilities: np.ndarray | None = None
+    candidate_features: np.ndarray | None = None
+    labelled_features: np.ndarray | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rng(self) -> np.random.Generator:
+        return np.random.default_rng(self.seed)
+
+
+@dataclass
+class SyntheticItem:
+    """A generated image to be stored as a new pool item (the SI strategy)."""
+
+    pixels: np.ndarray  # [C, H, W] floats in [0, 1]
+    source_image_id: int
+    score: float
+    reason: dict[str, Any]
+
+
+@dataclass
+class Selection:
+    image_ids: list[int] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    reasons: list[dict[str, Any]] = field(default_factory=list)
+    synthetic: list[SyntheticItem] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.image_ids) + len(self.synthetic)
+
+
+class Strategy:
+    name: str = "base"
+
+    def __init__(self, **params: Any) -> None:
+        unknown = set(params) - set(self.param_defaults())
+        if unknown:
+            raise ValueError(f"{self.name}: unknown parameters {sorted(unknown)}")
+        self.params = {**self.param_defaults(), **params}
+
+    @classmethod
+    def param_defaults(cls) -> dict[str, Any]:
+        return {}
+
+    def compute_score(self, ctx: SelectionContext) -> np.ndarray:
+        raise NotImplementedError
+
+    def reason(self, ctx: SelectionContext, position: int, score: float) -> dict[str, Any]:
+        return {"strategy": self.name}
+
+    def select(self, ctx: SelectionContext, batch_size: int) -> Selection:
+        n = len(ctx.candidate_ids)
+        if n == 0 or batch_size <= 0:
+            return Selection()
+        scores = np.asarray(self.compute_score(ctx), dtype=np.float64)
+        if scores.shape != (n,):
+            raise ValueError(f"{self.name}: expected {n} scores, got shape {scores.shape}")
+        ranked = np.where(np.isnan(scores), -np.inf, scores)
+        tiebreak = ctx.rng.random(n)
+        order = np.lexsort((tiebreak, -ranked))[: min(batch_size, n)]
+        return Selection(
+            image_ids=[int(ctx.candidate_ids[i]) for i in order],
+            scores=[float(scores[i]) for i in order],
+            reasons=[self.reason(ctx, int(i), float(scores[i])) for i in order],
+        )

@@ -1,0 +1,76 @@
+"""Strategy names -> implementations, importable without torch.
+
+The API validates names against this table; the worker imports the implementation lazily, so a
+strategy's heavy imports are paid only where it runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from models.strategies.base import Strategy
+
+# What a strategy needs the worker to prepare for it.
+NEEDS_PROBABILITIES = "probabilities"  # task-model class probabilities on the candidates
+NEEDS_LATENTS = "latents"  # VAE latent codes of candidates and labelled images
+NEEDS_GENERATIVE = "generative"  # the task model and VAE themselves (gradients through the decoder)
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    name: str
+    target: str
+    needs: frozenset[str]
+    description: str
+
+    @property
+    def needs_labels(self) -> bool:
+        return bool(self.needs & {NEEDS_PROBABILITIES, NEEDS_GENERATIVE})
+
+
+SPECS: dict[str, StrategySpec] = {
+    spec.name: spec
+    for spec in (
+        StrategySpec("random", "models.strategies.simple:RandomStrategy", frozenset(), "uniform random sample"),
+        StrategySpec(
+            "entropy",
+            "models.strategies.simple:EntropyStrategy",
+            frozenset({NEEDS_PROBABILITIES}),
+            "highest predictive entropy",
+        ),
+        StrategySpec(
+            "margin",
+            "models.strategies.simple:MarginStrategy",
+            frozenset({NEEDS_PROBABILITIES}),
+            "smallest gap between the two most likely classes",
+        ),
+        StrategySpec(
+            "coldstart",
+            "models.strategies.coreset:ColdStartStrategy",
+            frozenset({NEEDS_LATENTS}),
+            "k-center greedy over the pool's features, for rounds with no labels",
+        ),
+    )
+}
+
+COLD_START = "coldstart"
+
+
+def strategy_names() -> list[str]:
+    return sorted(SPECS)
+
+
+def spec_for(name: str) -> StrategySpec:
+    try:
+        return SPECS[name]
+    except KeyError:
+        raise KeyError(f"unknown strategy {name!r}; choose one of: {', '.join(strategy_names())}") from None
+
+
+def get_strategy(name: str, **params: Any) -> Strategy:
+    module_name, _, class_name = spec_for(name).target.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(**params)

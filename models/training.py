@@ -1,0 +1,129 @@
+"""Fit loops and device selection for the task model (and, later, the VAE)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.nets.classifier import SmallCNN
+
+ProgressFn = Callable[[float], None]
+
+
+def select_device(preference: str = "auto") -> torch.device:
+    if preference != "auto":
+        return torch.device(preference)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+
+
+def _random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Translates each image by up to max_shift pixels (zero fill): cheap, label-preserving augmentation."""
+    if max_shift <= 0:
+        return x
+    b, _, h, w = x.shape
+    padded = F.pad(x, (max_shift,) * 4)
+    dx = torch.randint(0, 2 * max_shift + 1, (b,), generator=generator)
+    dy = torch.randint(0, 2 * max_shift + 1, (b,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h)[None, :]).to(x.device)
+    cols = (dx[:, None] + torch.arange(w)[None, :]).to(x.device)
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
+def fit_classifier(
+    x: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    *,
+    seed: int = 0,
+    device: torch.device | None = None,
+    epochs: int = 30,
+    min_steps: int = 300,
+    max_steps: int = 2000,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    weight_decay: float = 5e-4,
+    max_shift: int = 2,
+    progress: ProgressFn | None = None,
+) -> nn.Module:
+    """Trains a SmallCNN from scratch on the labelled images.
+
+    Args:
+        x: [N, C, S, S] float32 images in [0, 1].
+        y: [N] int class indices.
+        n_classes: size of the output layer.
+        seed: fixes initialisation and batch order.
+        epochs, min_steps, max_steps: the step budget is `epochs` passes, clamped to the bounds, so
+            tiny label sets still get enough updates and large ones stay quick.
+        max_shift: random translation in pixels for augmentation (0 disables it).
+        progress: called with a fraction in [0, 1] now and then.
+
+    Returns:
+        The trained model in eval mode, on `device`.
+    """
+    device = device or select_device()
+    seed_everything(seed)
+    generator = torch.Generator().manual_seed(seed)
+    model = SmallCNN(in_channels=x.shape[1], n_classes=n_classes).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    yt = torch.as_tensor(y, dtype=torch.long)
+    n = len(xt)
+    bs = min(batch_size, n)
+    steps = int(min(max(epochs * math.ceil(n / bs), min_steps), max_steps))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=steps)
+    model.train()
+    order = torch.randperm(n, generator=generator)
+    cursor = 0
+    for step in range(steps):
+        if cursor + bs > n:
+            order = torch.randperm(n, generator=generator)
+            cursor = 0
+        idx = order[cursor : cursor + bs]
+        cursor += bs
+        xb = _random_shift(xt[idx], max_shift, generator).to(device)
+        loss = F.cross_entropy(model(xb), yt[idx].to(device))
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        scheduler.step()
+        if progress is not None and step % 50 == 0:
+            progress(step / steps)
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, x: np.ndarray, *, batch_size: int = 1024) -> np.ndarray:
+    """[N, C, S, S] images -> [N, n_classes] probabilities."""
+    device = next(model.parameters()).device
+    model.eval()
+    out = []
+    for start in range(0, len(x), batch_size):
+        xb = torch.as_tensor(x[start : start + batch_size], dtype=torch.float32, device=device)
+        out.append(F.softmax(model(xb), dim=1).cpu().numpy())
+    if not out:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.concatenate(out)
+
+
+def evaluate(probabilities: np.ndarray, y: np.ndarray, n_classes: int) -> dict[str, object]:
+    """Accuracy overall and per class (None for a class with no examples)."""
+    if len(y) == 0:
+        return {"accuracy": None, "per_class": [None] * n_classes}
+    predicted = probabilities.argmax(1)
+    per_class: list[float | None] = []
+    for c in range(n_classes):
+        mask = y == c
+        per_class.append(float((predicted[mask] == c).mean()) if mask.any() else None)
+    return {"accuracy": float((predicted == y).mean()), "per_class": per_class}

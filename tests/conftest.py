@@ -1,0 +1,190 @@
+"""Real services for the tests: a live `suggestlab serve` (uvicorn + a Celery worker process) on
+SQLite, and the same on PostgreSQL + Redis, each in a throwaway database / Redis db number.
+
+PostgreSQL and Redis are found through SUGGESTLAB_TEST_POSTGRES_URL / SUGGESTLAB_TEST_REDIS_URL
+(defaults: the local services). Missing services skip those tests, except under CI=true, where
+they fail the run.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+POSTGRES_URL = os.environ.get("SUGGESTLAB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("SUGGESTLAB_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def service_unavailable(what: str, exc: Exception) -> None:
+    message = f"{what} is not reachable ({exc}); tests that need it cannot run"
+    if IN_CI:
+        pytest.fail(message + " (CI=true: failing instead of skipping)")
+    pytest.skip(message)
+
+
+@dataclass
+class LiveService:
+    """A running SuggestLab: its URL, its environment, and an admin token."""
+
+    base_url: str
+    env: dict[str, str]
+    data_dir: Path
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    admin_token: str = ""
+    logs: list[Path] = field(default_factory=list)
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.base_url + "/api/v1", headers=headers, timeout=60)
+
+    @property
+    def admin(self) -> httpx.Client:
+        return self.client(self.admin_token)
+
+    def cli(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "app.cli", *args], env=self.env, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    def new_user(self, role: str, name: str | None = None) -> tuple[int, str]:
+        """Creates a user through the API and returns (id, token)."""
+        name = name or f"{role}-{secrets.token_hex(4)}"
+        user = self.admin.post("/users", json={"name": name, "role": role})
+        assert user.status_code == 201, user.text
+        token = self.admin.post(f"/users/{user.json()['id']}/tokens")
+        assert token.status_code == 201, token.text
+        return user.json()["id"], token.json()["token"]
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.processes:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def start_service(tmp: Path, extra_env: dict[str, str], *, separate_worker: bool, name: str) -> LiveService:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "SUGGESTLAB_DATA_DIR": str(tmp / "data"),
+        "SUGGESTLAB_ENVIRONMENT": "test",
+        "SUGGESTLAB_MAX_IMAGE_PIXELS": "1000000",
+        "PYTHONUNBUFFERED": "1",
+        **extra_env,
+    }
+    service = LiveService(base_url=f"http://127.0.0.1:{port}", env=env, data_dir=tmp / "data")
+    service.admin_token = service.cli("create-user", "--name", "root-admin", "--role", "admin")
+    ARTIFACTS.mkdir(exist_ok=True)
+    commands = [("serve", [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--log-level", "warning"])]
+    if separate_worker:
+        commands.append(("worker", [sys.executable, "-m", "app.cli", "worker", "--log-level", "warning"]))
+    for label, command in commands:
+        log = ARTIFACTS / f"{name}-{label}.log"
+        service.logs.append(log)
+        with log.open("wb") as fh:
+            service.processes.append(subprocess.Popen(command, env=env, stdout=fh, stderr=subprocess.STDOUT))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(service.base_url + "/healthz", timeout=2).status_code == 200:
+                return service
+        except httpx.HTTPError:
+            pass
+        if any(p.poll() is not None for p in service.processes):
+            break
+        time.sleep(0.3)
+    service.stop()
+    raise RuntimeError("service did not start: " + "\n".join(p.read_text()[-3000:] for p in service.logs))
+
+
+@pytest.fixture(scope="session")
+def sqlite_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
+    service = start_service(tmp_path_factory.mktemp("sqlite"), {}, separate_worker=False, name="sqlite")
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL database, dropped at the end of the session."""
+    import psycopg
+
+    base = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
+    name = f"suggestlab_test_{secrets.token_hex(4)}"
+    try:
+        admin = psycopg.connect(base, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        service_unavailable("PostgreSQL", exc)
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(base, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """An empty Redis db number claimed for this session, flushed at the end."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL + "/0", socket_timeout=5).ping()
+    except redis.RedisError as exc:
+        service_unavailable("Redis", exc)
+    claim = f"suggestlab-test-{secrets.token_hex(4)}"
+    for number in range(15, 0, -1):
+        client = redis.Redis.from_url(f"{REDIS_URL}/{number}")
+        if client.dbsize() == 0 and client.set("suggestlab:test-claim", claim, nx=True):
+            yield f"{REDIS_URL}/{number}"
+            client.flushdb()
+            return
+    pytest.fail("no empty Redis database number left for the tests")
+
+
+@pytest.fixture(scope="session")
+def postgres_service(
+    tmp_path_factory: pytest.TempPathFactory, postgres_url: str, redis_url: str
+) -> Iterator[LiveService]:
+    service = start_service(
+        tmp_path_factory.mktemp("postgres"),
+        {"SUGGESTLAB_DATABASE_URL": postgres_url, "SUGGESTLAB_BROKER_URL": redis_url},
+        separate_worker=True,
+        name="postgres",
+    )
+    yield service
+    service.stop()
+
+
+def wait_for_round(client: httpx.Client, round_id: int, timeout: float = 180) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = client.get(f"/rounds/{round_id}").json()
+        if state["status"] not in ("queued", "training", "selecting"):
+            return state
+        time.sleep(0.3)
+    raise AssertionError(f"round {round_id} did not finish in {timeout}s: {state}")

@@ -1,0 +1,80 @@
+"""Builders for test inputs: real digit images, zips (good and hostile), projects with members."""
+
+from __future__ import annotations
+
+import io
+import secrets
+import stat
+import zipfile
+
+import numpy as np
+from PIL import Image as PILImage
+
+from app.datasets import Dataset, load_dataset, to_zip
+
+_MNIST: Dataset | None = None
+
+
+def mnist() -> Dataset:
+    global _MNIST
+    if _MNIST is None:
+        _MNIST = load_dataset("mnist5k")
+    return _MNIST
+
+
+def png(seed: int | None = None, size: tuple[int, int] = (28, 28)) -> bytes:
+    """A PNG of random noise; different seeds give different bytes."""
+    rng = np.random.default_rng(seed if seed is not None else secrets.randbits(32))
+    arr = rng.integers(0, 255, size=(size[1], size[0]), dtype=np.uint8)
+    out = io.BytesIO()
+    PILImage.fromarray(arr, "L").save(out, format="PNG")
+    return out.getvalue()
+
+
+def jpeg(seed: int | None = None) -> bytes:
+    rng = np.random.default_rng(seed if seed is not None else secrets.randbits(32))
+    arr = rng.integers(0, 255, size=(32, 32, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    PILImage.fromarray(arr, "RGB").save(out, format="JPEG")
+    return out.getvalue()
+
+
+def zip_of(entries: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def zip_with_symlink(link_name: str, target: str) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        info = zipfile.ZipInfo(link_name)
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        archive.writestr(info, target)
+    return out.getvalue()
+
+
+def digits_zip(indices: np.ndarray, *, with_labels: bool) -> bytes:
+    return to_zip(mnist(), indices, with_labels=with_labels)
+
+
+def create_project(admin, *, members: list[int] = (), classes: list[str] | None = None, **settings) -> dict:  # type: ignore[no-untyped-def]
+    body = {"name": f"project-{secrets.token_hex(4)}", "classes": classes or [str(i) for i in range(10)]}
+    if settings:
+        body["settings"] = settings
+    response = admin.post("/projects", json=body)
+    assert response.status_code == 201, response.text
+    project = response.json()
+    for user_id in members:
+        added = admin.post(f"/projects/{project['id']}/members", json={"user_id": user_id})
+        assert added.status_code == 201, added.text
+    return project
+
+
+def upload(admin, project_id: int, files: list[tuple[str, bytes]], split: str = "pool", labels: bytes | None = None):  # type: ignore[no-untyped-def]
+    multipart = [("files", (name, data, "application/octet-stream")) for name, data in files]
+    if labels is not None:
+        multipart.append(("labels", ("labels.csv", labels, "text/csv")))
+    return admin.post(f"/projects/{project_id}/images", files=multipart, data={"split": split})

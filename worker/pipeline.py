@@ -1,0 +1,301 @@
+"""One round, start to finish: load, train, evaluate, select, write.
+
+Database work happens in short transactions at the start and end; the long middle part (training,
+selection) holds no session, so the API stays responsive on SQLite. The final write replaces
+whatever an earlier attempt of the same round wrote, so a redelivered task never duplicates rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, select, update
+
+from app.annotations.service import current_labels
+from app.core.db import session_scope, utcnow
+from app.core.settings import Settings
+from app.images.orm import Image, Split
+from app.projects.orm import Project
+from app.projects.schemas import ProjectSettings
+from app.rounds.orm import ACTIVE_STATUSES, Round, RoundStatus, Suggestion
+from app.storage import Storage, get_storage
+from worker.data import encode_png, load_arrays
+
+log = logging.getLogger("suggestlab.worker")
+
+
+class RoundCancelled(Exception):
+    pass
+
+
+@dataclass
+class RoundInputs:
+    """A snapshot of what the round works on, read in one short transaction."""
+
+    round_id: int
+    project_id: int
+    strategy: str
+    params: dict[str, Any]
+    batch_size: int
+    seed: int
+    classes: list[str]
+    settings: ProjectSettings
+    pool_ids: list[int]
+    pool_keys: list[str]
+    pool_synthetic: list[bool]
+    labels: dict[int, int]
+    validation_ids: list[int]
+    validation_keys: list[str]
+    validation_labels: list[int]
+
+
+@dataclass
+class RoundOutput:
+    metrics: dict[str, Any]
+    image_ids: list[int]
+    scores: list[float]
+    reasons: list[dict[str, Any]]
+    synthetic: list[Any] = field(default_factory=list)
+    artifacts: dict[str, Any] = field(default_factory=dict)
+
+
+class Reporter:
+    """Writes phase and progress, at most every half second, and notices cancellation."""
+
+    def __init__(self, round_id: int, settings: Settings) -> None:
+        self.round_id = round_id
+        self.settings = settings
+        self.last = 0.0
+
+    def __call__(self, phase: str, progress: float, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last < 0.5:
+            return
+        self.last = now
+        status = RoundStatus.selecting if phase.startswith("select") else RoundStatus.training
+        with session_scope(self.settings) as session:
+            result = session.execute(
+                update(Round)
+                .where(Round.id == self.round_id, Round.status.in_([s.value for s in ACTIVE_STATUSES]))
+                .values(status=status, phase=phase, progress=round(float(progress), 4), heartbeat_at=utcnow())
+            )
+            if not result.rowcount:  # type: ignore[attr-defined]
+                raise RoundCancelled
+
+
+def _claim(round_id: int, settings: Settings) -> RoundInputs | None:
+    with session_scope(settings) as session:
+        round_ = session.get(Round, round_id, with_for_update=True)
+        if round_ is None or round_.status not in ACTIVE_STATUSES:
+            # Already finished, failed or cancelled: a redelivered message has nothing to do.
+            return None
+        round_.attempts += 1
+        if round_.attempts > settings.round_max_attempts:
+            round_.status = RoundStatus.failed
+            round_.phase = "failed"
+            round_.error = (
+                f"gave up after {settings.round_max_attempts} attempts: the worker stopped during each of them"
+            )
+            round_.finished_at = utcnow()
+            return None
+        round_.status = RoundStatus.training
+        round_.phase = "loading"
+        round_.progress = 0.0
+        round_.started_at = utcnow()
+        round_.heartbeat_at = utcnow()
+        round_.error = None
+        project = session.get(Project, round_.project_id)
+        assert project is not None
+        class_index = {c: i for i, c in enumerate(project.classes)}
+        pool = session.execute(
+            select(Image.id, Image.storage_key, Image.synthetic)
+            .where(Image.project_id == project.id, Image.split == Split.pool)
+            .order_by(Image.id)
+        ).all()
+        validation = session.execute(
+            select(Image.id, Image.storage_key, Image.ground_truth)
+            .where(Image.project_id == project.id, Image.split == Split.validation)
+            .order_by(Image.id)
+        ).all()
+        labels = {
+            image_id: class_index[label]
+            for image_id, label in current_labels(session, project_id=project.id).items()
+            if label in class_index
+        }
+        params = dict(round_.params or {})
+        seed = int(params.pop("seed", project.id * 10_000 + round_.index))
+        return RoundInputs(
+            round_id=round_.id,
+            project_id=project.id,
+            strategy=round_.strategy,
+            params=params,
+            batch_size=round_.batch_size,
+            seed=seed,
+            classes=list(project.classes),
+            settings=ProjectSettings.model_validate(project.settings or {}),
+            pool_ids=[r[0] for r in pool],
+            pool_keys=[r[1] for r in pool],
+            pool_synthetic=[bool(r[2]) for r in pool],
+            labels=labels,
+            validation_ids=[r[0] for r in validation if r[2] in class_index],
+            validation_keys=[r[1] for r in validation if r[2] in class_index],
+            validation_labels=[class_index[r[2]] for r in validation if r[2] in class_index],
+        )
+
+
+def _write(inputs: RoundInputs, output: RoundOutput, storage: Storage, settings: Settings) -> bool:
+    with session_scope(settings) as session:
+        round_ = session.get(Round, inputs.round_id, with_for_update=True)
+        if round_ is None or round_.status not in ACTIVE_STATUSES:
+            return False
+        session.execute(delete(Suggestion).where(Suggestion.round_id == round_.id))
+        image_ids = list(output.image_ids)
+        scores = list(output.scores)
+        reasons = list(output.reasons)
+        for item in output.synthetic:
+            png = encode_png(item.pixels)
+            digest = hashlib.sha256(png).hexdigest()
+            existing = session.scalar(
+                select(Image.id).where(Image.project_id == inputs.project_id, Image.sha256 == digest)
+            )
+            if existing is None:
+                key = f"projects/{inputs.project_id}/images/{digest}.png"
+                storage.put(key, png)
+                image = Image(
+                    project_id=inputs.project_id,
+                    storage_key=key,
+                    sha256=digest,
+                    format="PNG",
+                    width=item.pixels.shape[2],
+                    height=item.pixels.shape[1],
+                    original_name=f"synthetic-round{round_.index}-from-{item.source_image_id}.png",
+                    split=Split.pool,
+                    synthetic=True,
+                    source_image_id=item.source_image_id,
+                )
+                session.add(image)
+                session.flush()
+                existing = image.id
+            image_ids.append(existing)
+            scores.append(item.score)
+            reasons.append(item.reason)
+        session.add_all(
+            Suggestion(round_id=round_.id, image_id=image_id, rank=rank, score=score, reason=reason)
+            for rank, (image_id, score, reason) in enumerate(zip(image_ids, scores, reasons, strict=True), start=1)
+        )
+        # The new batch replaces the previous one: older ready rounds close.
+        session.execute(
+            update(Round)
+            .where(Round.project_id == inputs.project_id, Round.status == RoundStatus.ready, Round.id != round_.id)
+            .values(status=RoundStatus.closed)
+        )
+        round_.metrics = output.metrics
+        round_.artifacts = output.artifacts
+        round_.status = RoundStatus.ready
+        round_.phase = "ready"
+        round_.progress = 1.0
+        round_.finished_at = utcnow()
+        return True
+
+
+def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: Reporter) -> RoundOutput:
+    from models.active import run_step
+    from models.training import select_device
+
+    started = time.monotonic()
+    size, channels = inputs.settings.image_size, inputs.settings.channels
+    pool_ids = np.asarray(inputs.pool_ids, dtype=np.int64)
+    labelled_pos = np.asarray(
+        [i for i, image_id in enumerate(inputs.pool_ids) if image_id in inputs.labels], dtype=np.int64
+    )
+    candidate_pos = np.asarray(
+        [
+            i
+            for i, image_id in enumerate(inputs.pool_ids)
+            if image_id not in inputs.labels and not inputs.pool_synthetic[i]
+        ],
+        dtype=np.int64,
+    )
+    labels = np.asarray([inputs.labels[inputs.pool_ids[i]] for i in labelled_pos], dtype=np.int64)
+    report("loading", 0.0, force=True)
+    pool_x = load_arrays(storage, inputs.pool_keys, size, channels)
+    val_x = load_arrays(storage, inputs.validation_keys, size, channels)
+    val_y = np.asarray(inputs.validation_labels, dtype=np.int64)
+    load_s = time.monotonic() - started
+
+    step = run_step(
+        pool_x=pool_x,
+        pool_ids=pool_ids,
+        labelled_pos=labelled_pos,
+        labels=labels,
+        candidate_pos=candidate_pos,
+        eval_x=val_x,
+        eval_y=val_y,
+        n_classes=len(inputs.classes),
+        strategy=inputs.strategy,
+        params=inputs.params,
+        batch_size=inputs.batch_size,
+        seed=inputs.seed,
+        device=select_device(settings.torch_device),
+        report=report,
+    )
+    selection = step.selection
+    for reason in selection.reasons:
+        if "predicted_index" in reason:
+            reason["predicted"] = inputs.classes[reason.pop("predicted_index")]
+    metrics: dict[str, Any] = {
+        "labels": len(labels),
+        "class_counts": {c: int((labels == i).sum()) for i, c in enumerate(inputs.classes)},
+        "candidates": len(candidate_pos),
+        "validation_size": len(val_y),
+        "effective_strategy": step.effective_strategy,
+        "accuracy": step.accuracy,
+        "per_class": dict(zip(inputs.classes, step.per_class, strict=True)) if step.per_class else None,
+        "timings": {
+            "load_s": round(load_s, 3),
+            **{k: round(v, 3) for k, v in step.timings.items()},
+            "total_s": round(time.monotonic() - started, 3),
+        },
+    }
+    return RoundOutput(
+        metrics=metrics,
+        image_ids=selection.image_ids,
+        scores=selection.scores,
+        reasons=selection.reasons,
+        synthetic=selection.synthetic,
+    )
+
+
+def run_round(round_id: int, settings: Settings) -> None:
+    inputs = _claim(round_id, settings)
+    if inputs is None:
+        return
+    storage = get_storage(settings)
+    report = Reporter(round_id, settings)
+    try:
+        output = compute(inputs, storage, settings, report)
+        report("saving", 0.98, force=True)
+        _write(inputs, output, storage, settings)
+    except RoundCancelled:
+        log.info("round %s was cancelled", round_id)
+    except Exception as exc:
+        log.exception("round %s failed", round_id)
+        message = f"{type(exc).__name__}: {exc}"
+        with session_scope(settings) as session:
+            session.execute(
+                update(Round)
+                .where(Round.id == round_id, Round.status.in_([s.value for s in ACTIVE_STATUSES]))
+                .values(
+                    status=RoundStatus.failed,
+                    phase="failed",
+                    error=message[:2000],
+                    finished_at=utcnow(),
+                    metrics={"traceback": traceback.format_exc()[-4000:]},
+                )
+            )
