@@ -1,4 +1,4 @@
-"""The `suggestlab` command: serve, worker, demo, db, create-user."""
+"""The `suggestlab` command: serve, worker, demo, db, create-user, simulate."""
 
 from __future__ import annotations
 
@@ -115,6 +115,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(host=args.host, port=args.port, dataset=args.dataset, batch_size=args.batch_size)
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from models.simulate import main as simulate_main
+
+    return simulate_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="suggestlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -151,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     create_user.add_argument("--role", required=True, choices=["admin", "engineer", "annotator"])
     create_user.set_defaults(func=cmd_create_user)
 
+    from models.simulate_args import add_simulate_arguments
+
+    simulate = sub.add_parser("simulate", help="compare strategies on a labelled dataset, with an oracle")
+    add_simulate_arguments(simulate)
+    simulate.set_defaults(func=cmd_simulate)
     return parser
 
 

@@ -109,6 +109,8 @@ def run_step(
             per_class = result["per_class"]  # type: ignore[assignment]
     timings["train_s"] = time.monotonic() - t
 
+    if batch_size <= 0:
+        return StepResult(Selection(), effective, accuracy, per_class, timings, model)
     t = time.monotonic()
     report("selecting", 0.75)
     probabilities = None

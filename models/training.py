@@ -51,7 +51,7 @@ def fit_classifier(
     min_steps: int = 300,
     max_steps: int = 2000,
     batch_size: int = 64,
-    lr: float = 1e-3,
+    lr: float = 3e-3,
     weight_decay: float = 5e-4,
     max_shift: int = 2,
     progress: ProgressFn | None = None,

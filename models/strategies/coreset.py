@@ -1,7 +1,11 @@
-"""k-center greedy selection over feature vectors (Sener & Savarese, "Active Learning for
+"""Diversity and typicality in latent space: k-center greedy (core-set), TypiClust, cold start.
+
+k-center greedy follows (Sener & Savarese, "Active Learning for
 Convolutional Neural Networks: A Core-Set Approach", ICLR 2018)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -49,18 +53,92 @@ def k_center_greedy(candidates: np.ndarray, centers: np.ndarray, k: int) -> tupl
     return picked, gaps
 
 
-class ColdStartStrategy(Strategy):
-    """First batch with no labels: k-center greedy from the most typical image outwards."""
+class CoresetStrategy(Strategy):
+    """k-center greedy over latents, seeded by the labelled set (the core-set baseline)."""
 
-    name = "coldstart"
+    name = "coreset"
 
     def select(self, ctx: SelectionContext, batch_size: int) -> Selection:
-        if ctx.candidate_features is None:
-            raise ValueError("coldstart needs candidate features")
-        centers = ctx.labelled_features if ctx.labelled_features is not None else np.zeros((0, 1))
-        picked, gaps = k_center_greedy(ctx.candidate_features, centers, batch_size)
+        if ctx.candidate_features is None or ctx.labelled_features is None:
+            raise ValueError("coreset needs latent features")
+        picked, gaps = k_center_greedy(ctx.candidate_features, ctx.labelled_features, batch_size)
         return Selection(
             image_ids=[int(ctx.candidate_ids[i]) for i in picked],
             scores=gaps,
-            reasons=[{"strategy": self.name, "distance_to_covered": round(g, 4)} for g in gaps],
+            reasons=[{"strategy": self.name, "distance_to_labelled": round(g, 4)} for g in gaps],
         )
+
+
+def typicality(features: np.ndarray, k: int = 20) -> np.ndarray:
+    """Inverse mean distance to the k nearest other points: high in dense regions. [N] -> [N]."""
+    from models.latent_index import LatentIndex
+
+    if len(features) < 2:
+        return np.ones(len(features))
+    k = min(k, len(features) - 1)
+    dist, _ = LatentIndex().fit(features, np.arange(len(features))).kneighbors(features, k + 1)
+    return 1.0 / (dist[:, 1:].mean(1) + 1e-8)
+
+
+class TypicalityStrategy(Strategy):
+    """TypiClust (Hacohen, Dekel & Weinshall, "Active Learning on a Budget", ICML 2022): cluster the
+    latents into labelled + batch clusters, then take the most typical image of each of the largest
+    clusters that hold no labelled image yet. Strong when labels are very few."""
+
+    name = "typiclust"
+
+    @classmethod
+    def param_defaults(cls) -> dict[str, Any]:
+        return {"max_clusters": 500, "knn": 20}
+
+    def select(self, ctx: SelectionContext, batch_size: int) -> Selection:
+        import faiss
+
+        if ctx.candidate_features is None:
+            raise ValueError("typiclust needs latent features")
+        n = len(ctx.candidate_ids)
+        if n == 0 or batch_size <= 0:
+            return Selection()
+        labelled = ctx.labelled_features if ctx.labelled_features is not None else np.zeros((0, 1), np.float32)
+        everything = np.ascontiguousarray(
+            np.concatenate([ctx.candidate_features, labelled]) if len(labelled) else ctx.candidate_features,
+            dtype=np.float32,
+        )
+        n_clusters = int(min(len(ctx.labelled_ids) + batch_size, self.params["max_clusters"], n))
+        kmeans = faiss.Kmeans(everything.shape[1], n_clusters, niter=20, seed=ctx.seed % (2**31), verbose=False)
+        kmeans.train(everything)
+        _, assign = kmeans.index.search(everything, 1)
+        assign = assign[:, 0]
+        cand_assign, lab_assign = assign[:n], assign[n:]
+        covered = np.bincount(lab_assign, minlength=n_clusters) if len(lab_assign) else np.zeros(n_clusters, int)
+        size = np.bincount(cand_assign, minlength=n_clusters)
+        selection = Selection()
+        taken = np.zeros(n, dtype=bool)
+        # Clusters with the fewest labels first, larger ones before smaller; cycle until the batch is full.
+        while len(selection.image_ids) < min(batch_size, n):
+            order = np.lexsort((-size, covered))
+            progressed = False
+            for cluster in order:
+                members = np.flatnonzero((cand_assign == cluster) & ~taken)
+                if len(members) == 0:
+                    continue
+                typ = typicality(ctx.candidate_features[members], self.params["knn"])
+                best = members[int(np.argmax(typ))]
+                taken[best] = True
+                covered[cluster] += 1
+                progressed = True
+                selection.image_ids.append(int(ctx.candidate_ids[best]))
+                selection.scores.append(float(typ.max()))
+                selection.reasons.append(
+                    {"strategy": self.name, "cluster": int(cluster), "cluster_size": int(size[cluster])}
+                )
+                break
+            if not progressed:
+                break
+        return selection
+
+
+class ColdStartStrategy(TypicalityStrategy):
+    """The first batch, with no labels: typical images of distinct clusters (TypiClust)."""
+
+    name = "coldstart"

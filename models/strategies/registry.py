@@ -51,7 +51,43 @@ SPECS: dict[str, StrategySpec] = {
             "coldstart",
             "models.strategies.coreset:ColdStartStrategy",
             frozenset({NEEDS_LATENTS}),
-            "k-center greedy over the pool's features, for rounds with no labels",
+            "typical images of distinct latent clusters, for rounds with no labels",
+        ),
+        StrategySpec(
+            "typiclust",
+            "models.strategies.coreset:TypicalityStrategy",
+            frozenset({NEEDS_LATENTS}),
+            "most typical image of each uncovered latent cluster (TypiClust)",
+        ),
+        StrategySpec(
+            "coreset",
+            "models.strategies.coreset:CoresetStrategy",
+            frozenset({NEEDS_LATENTS}),
+            "k-center greedy on latents, seeded by the labelled set",
+        ),
+        StrategySpec(
+            "snn",
+            "models.strategies.latent:SNNStrategy",
+            frozenset({NEEDS_LATENTS, NEEDS_GENERATIVE, NEEDS_PROBABILITIES}),
+            "latent ascent from labelled codes, then uncertainty-weighted k-center among their neighbours",
+        ),
+        StrategySpec(
+            "snn-plain",
+            "models.strategies.latent:PlainSNNStrategy",
+            frozenset({NEEDS_LATENTS, NEEDS_GENERATIVE}),
+            "the seed SNN: nearest unlabelled image to each moved code, ranked by loss",
+        ),
+        StrategySpec(
+            "si",
+            "models.strategies.latent:SIStrategy",
+            frozenset({NEEDS_LATENTS, NEEDS_GENERATIVE}),
+            "decoded moved codes become synthetic images to label",
+        ),
+        StrategySpec(
+            "hybrid",
+            "models.strategies.hybrid:HybridStrategy",
+            frozenset({NEEDS_LATENTS, NEEDS_GENERATIVE, NEEDS_PROBABILITIES}),
+            "a mix of strategies sharing one batch (default half snn, half coreset)",
         ),
     )
 }

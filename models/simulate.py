@@ -1,0 +1,412 @@
+"""Simulated active learning with an oracle: "which strategy fits my data?"
+
+Each (strategy, seed) run starts from `initial` random labels of the pool, then repeats: train,
+evaluate on the held-out test split, select `batch` images (their oracle labels join the training
+set). Every step is `models.active.run_step`, the function real rounds use.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class SimulationData:
+    name: str
+    pool_x: np.ndarray  # [N, C, S, S] float32 in [0, 1]
+    pool_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    classes: list[str]
+
+
+@dataclass
+class SimulationConfig:
+    strategies: list[str]
+    initial: int = 20
+    batch: int = 20
+    rounds: int = 15
+    seeds: int = 5
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    vae_epochs: int = 30
+    latent_dim: int = 32
+    jobs: int = 1
+
+
+def split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int = 0) -> tuple[np.ndarray, ...]:
+    order = np.random.default_rng(seed).permutation(len(y))
+    n_test = round(len(y) * test_fraction)
+    return x[order[n_test:]], y[order[n_test:]], x[order[:n_test]], y[order[:n_test]]
+
+
+def load_simulation_data(dataset: str, *, test_fraction: float = 0.2, image_size: int | None = None) -> SimulationData:
+    """mnist5k, digits, or a folder with images and a `labels.csv` of `filename,label` rows."""
+    if dataset in ("mnist5k", "digits"):
+        from app.datasets import load_dataset
+
+        data = load_dataset(dataset)
+        size = image_size or data.image_size
+        images = data.images.astype(np.float32) / 255.0
+        x = _resize(images[:, None], size)
+        pool_x, pool_y, test_x, test_y = split(x, data.labels, test_fraction)
+        return SimulationData(dataset, pool_x, pool_y, test_x, test_y, data.classes)
+    return _load_folder(Path(dataset), test_fraction, image_size or 28)
+
+
+def _resize(x: np.ndarray, size: int) -> np.ndarray:
+    if x.shape[-1] == size:
+        return np.ascontiguousarray(x, dtype=np.float32)
+    import torch
+    import torch.nn.functional as F
+
+    return F.interpolate(torch.as_tensor(x), size=(size, size), mode="bilinear", align_corners=False).numpy()
+
+
+def _load_folder(folder: Path, test_fraction: float, size: int) -> SimulationData:
+    import csv
+
+    from PIL import Image as PILImage
+
+    labels_file = folder / "labels.csv"
+    if not labels_file.is_file():
+        raise ValueError(f"{folder} has no labels.csv (rows: filename,label)")
+    rows = [r for r in csv.reader(labels_file.read_text(encoding="utf-8-sig").splitlines()) if len(r) == 2]
+    if rows and rows[0][0].strip().lower() == "filename":
+        rows = rows[1:]
+    if not rows:
+        raise ValueError(f"{labels_file} lists no images")
+    classes = sorted({label.strip() for _, label in rows})
+    images = []
+    for name, _ in rows:
+        with PILImage.open(folder / name.strip()) as img:
+            images.append(img.convert("RGB"))
+    channels = 1 if all(_is_gray(img) for img in images) else 3
+    arrays = [
+        np.asarray(img.convert("L" if channels == 1 else "RGB").resize((size, size)), dtype=np.float32) / 255.0
+        for img in images
+    ]
+    x = np.stack([a[None] if channels == 1 else a.transpose(2, 0, 1) for a in arrays])
+    y = np.asarray([classes.index(label.strip()) for _, label in rows], dtype=np.int64)
+    pool_x, pool_y, test_x, test_y = split(x, y, test_fraction)
+    return SimulationData(folder.name, pool_x, pool_y, test_x, test_y, classes)
+
+
+def _is_gray(img: Any) -> bool:
+    arr = np.asarray(img)
+    return bool((arr[..., 0] == arr[..., 1]).all() and (arr[..., 1] == arr[..., 2]).all())
+
+
+def _vae_for(data: SimulationData, seed: int, config: SimulationConfig, cache: Path | None) -> Any:
+    import torch
+
+    from models.vae_training import fit_vae
+
+    path = (
+        cache / f"vae-{data.name}-{len(data.pool_y)}-{config.latent_dim}-{config.vae_epochs}-{seed}.pt"
+        if cache
+        else None
+    )
+    if path is not None and path.is_file():
+        return torch.load(path, weights_only=False)
+    vae, _ = fit_vae(data.pool_x, latent_dim=config.latent_dim, epochs=config.vae_epochs, seed=seed)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(vae, path)
+    return vae
+
+
+def run_one(
+    data: SimulationData,
+    strategy: str,
+    seed: int,
+    config: SimulationConfig,
+    cache: Path | None = None,
+    on_round: Callable[[], None] | None = None,
+) -> list[dict[str, Any]]:
+    """One learning curve: a row per round with the number of labels and the test accuracy."""
+    from models.active import run_step
+    from models.training import fit_classifier, select_device
+    from models.vae_training import encode_means
+
+    device = select_device()
+    rng = np.random.default_rng(seed)
+    pool_x, pool_y = data.pool_x, data.pool_y
+    n_classes = len(data.classes)
+    ids = np.arange(len(pool_y), dtype=np.int64)
+    labelled = list(rng.choice(len(pool_y), size=min(config.initial, len(pool_y)), replace=False))
+    synthetic_labels: list[int] = []
+    vae = latents = oracle = None
+    rows: list[dict[str, Any]] = []
+    for round_index in range(config.rounds + 1):
+        is_last = round_index == config.rounds
+        labelled_mask = np.zeros(len(pool_x), dtype=bool)
+        labelled_mask[labelled] = True
+        # Only real images are candidates; synthetic ones enter the pool already labelled.
+        candidate_pos = np.flatnonzero(~labelled_mask[: len(data.pool_y)])
+        labels = np.asarray(
+            [pool_y[p] if p < len(data.pool_y) else synthetic_labels[p - len(data.pool_y)] for p in labelled]
+        )
+        needs_latents = strategy not in ("random", "entropy", "margin")
+        if needs_latents and vae is None:
+            vae = _vae_for(data, seed, config, cache)
+            latents = encode_means(vae, pool_x)
+        started = time.monotonic()
+        step = run_step(
+            pool_x=pool_x,
+            pool_ids=ids,
+            labelled_pos=np.asarray(labelled, dtype=np.int64),
+            labels=labels,
+            candidate_pos=candidate_pos,
+            eval_x=data.test_x,
+            eval_y=data.test_y,
+            n_classes=n_classes,
+            strategy=strategy,
+            params=config.params.get(strategy, {}),
+            batch_size=0 if is_last else config.batch,
+            seed=seed * 1000 + round_index,
+            device=device,
+            latents=latents,
+            generative=(lambda extras={"vae": vae}: extras) if vae is not None else None,
+        )
+        rows.append(
+            {
+                "strategy": strategy,
+                "seed": seed,
+                "round": round_index,
+                "labels": len(labelled),
+                "accuracy": step.accuracy,
+                "seconds": round(time.monotonic() - started, 2),
+            }
+        )
+        if on_round:
+            on_round()
+        if is_last:
+            break
+        labelled.extend(int(i) for i in step.selection.image_ids)
+        if step.selection.synthetic:
+            # Generated images have no ground truth: a teacher trained on the whole labelled pool
+            # plays the oracle for them.
+            if oracle is None:
+                oracle = fit_classifier(data.pool_x, data.pool_y, n_classes, seed=seed, device=device)
+            from models.training import predict_proba
+
+            new_x = np.stack([item.pixels for item in step.selection.synthetic]).astype(np.float32)
+            new_y = predict_proba(oracle, new_x).argmax(1)
+            start = len(pool_x)
+            pool_x = np.concatenate([pool_x, new_x])
+            latents = np.concatenate([latents, encode_means(vae, new_x)]) if latents is not None else None
+            ids = np.arange(len(pool_x), dtype=np.int64)
+            synthetic_labels.extend(int(v) for v in new_y)
+            labelled.extend(range(start, len(pool_x)))
+    return rows
+
+
+def full_pool_accuracy(data: SimulationData, seeds: Iterable[int]) -> list[float]:
+    from models.training import evaluate, fit_classifier, predict_proba
+
+    out = []
+    for seed in seeds:
+        model = fit_classifier(data.pool_x, data.pool_y, len(data.classes), seed=seed)
+        out.append(float(evaluate(predict_proba(model, data.test_x), data.test_y, len(data.classes))["accuracy"]))
+    return out
+
+
+def _job(args: tuple[SimulationData, str, int, SimulationConfig, Path | None, int]) -> list[dict[str, Any]]:
+    data, strategy, seed, config, cache, threads = args
+    import torch
+
+    torch.set_num_threads(threads)
+    return run_one(data, strategy, seed, config, cache)
+
+
+def run_simulation(
+    data: SimulationData,
+    config: SimulationConfig,
+    *,
+    cache: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """All (strategy, seed) curves; `progress(done, total)` is called after each finished round or run."""
+    jobs = [(strategy, seed) for seed in range(config.seeds) for strategy in config.strategies]
+    total = len(jobs) * (config.rounds + 1)
+    rows: list[dict[str, Any]] = []
+    done = 0
+    if config.jobs <= 1:
+        for strategy, seed in jobs:
+
+            def tick() -> None:
+                nonlocal done
+                done += 1
+                if progress:
+                    progress(done, total)
+
+            rows.extend(run_one(data, strategy, seed, config, cache, on_round=tick))
+        return rows
+    threads = max(1, (os.cpu_count() or 1) // config.jobs)
+    if cache is not None and any(s not in ("random", "entropy", "margin") for s in config.strategies):
+        # Train each seed's VAE once, before the workers race to train the same one.
+        for seed in range(config.seeds):
+            _vae_for(data, seed, config, cache)
+    with ProcessPoolExecutor(config.jobs) as pool:
+        futures = [pool.submit(_job, (data, s, seed, config, cache, threads)) for s, seed in jobs]
+        for future in as_completed(futures):
+            rows.extend(future.result())
+            done += config.rounds + 1
+            if progress:
+                progress(done, total)
+    return sorted(rows, key=lambda r: (r["strategy"], r["seed"], r["round"]))
+
+
+def curves(rows: list[dict[str, Any]]) -> dict[str, dict[str, np.ndarray]]:
+    """Per strategy: labels [R], accuracy per seed [S, R], mean [R]."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for strategy in sorted({r["strategy"] for r in rows}):
+        mine = [r for r in rows if r["strategy"] == strategy]
+        seeds = sorted({r["seed"] for r in mine})
+        rounds = sorted({r["round"] for r in mine})
+        acc = np.array(
+            [[next(r["accuracy"] for r in mine if r["seed"] == s and r["round"] == k) for k in rounds] for s in seeds]
+        )
+        labels = np.array([np.mean([r["labels"] for r in mine if r["round"] == k]) for k in rounds])
+        out[strategy] = {"labels": labels, "accuracy": acc, "mean": acc.mean(0)}
+    return out
+
+
+def labels_to_reach(labels: np.ndarray, mean: np.ndarray, target: float) -> float | None:
+    """Labels at which the mean curve first reaches target (linear interpolation), None if never."""
+    for i, value in enumerate(mean):
+        if value >= target:
+            if i == 0:
+                return float(labels[0])
+            prev = mean[i - 1]
+            return float(labels[i - 1] + (labels[i] - labels[i - 1]) * (target - prev) / max(value - prev, 1e-12))
+    return None
+
+
+def summarise(rows: list[dict[str, Any]], full_accuracy: float) -> dict[str, Any]:
+    out: dict[str, Any] = {"full_pool_accuracy": full_accuracy, "strategies": {}}
+    for strategy, curve in curves(rows).items():
+        labels, mean = curve["labels"], curve["mean"]
+        span = labels[-1] - labels[0]
+        area = float(np.trapezoid(mean, labels) / span) if span > 0 else float(mean[0])
+        out["strategies"][strategy] = {
+            "labels": labels.tolist(),
+            "mean_accuracy": [round(float(v), 4) for v in mean],
+            "std_accuracy": [round(float(v), 4) for v in curve["accuracy"].std(0)],
+            "labels_to_95pct_full": labels_to_reach(labels, mean, 0.95 * full_accuracy),
+            "labels_to_98pct_full": labels_to_reach(labels, mean, 0.98 * full_accuracy),
+            "area_under_curve": round(area, 4),
+        }
+    return out
+
+
+def plot(rows: list[dict[str, Any]], out: Path, title: str, full_accuracy: float | None = None) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for strategy, curve in curves(rows).items():
+        labels, acc = curve["labels"], curve["accuracy"]
+        (line,) = ax.plot(labels, acc.mean(0), marker="o", markersize=3, label=strategy)
+        if len(acc) > 1:
+            ax.fill_between(labels, acc.min(0), acc.max(0), color=line.get_color(), alpha=0.15, linewidth=0)
+    if full_accuracy is not None:
+        ax.axhline(full_accuracy, color="black", linestyle="--", linewidth=1, label="full pool")
+        ax.axhline(0.98 * full_accuracy, color="grey", linestyle=":", linewidth=1, label="98% of full pool")
+    ax.set_xlabel("labels")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(title + "  (mean over seeds, band = min..max)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
+    for path in paths:
+        fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return paths
+
+
+def write_results(
+    rows: list[dict[str, Any]], out_dir: Path, title: str, full_accuracy: float | None
+) -> dict[str, Path]:
+    import csv
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = out_dir / "results.csv"
+    with csv_path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["strategy", "seed", "round", "labels", "accuracy", "seconds"])
+        writer.writeheader()
+        writer.writerows(rows)
+    png, svg = plot(rows, out_dir / "curve", title, full_accuracy)
+    paths = {"csv": csv_path, "png": png, "svg": svg}
+    if full_accuracy is not None:
+        summary = out_dir / "summary.json"
+        summary.write_text(json.dumps(summarise(rows, full_accuracy), indent=2))
+        paths["summary"] = summary
+    return paths
+
+
+def main(args: Any) -> int:
+    """Entry point of `suggestlab simulate` (arguments from models.simulate_args)."""
+    from tqdm import tqdm
+
+    data = load_simulation_data(args.dataset, test_fraction=args.test_fraction, image_size=args.image_size)
+    config = SimulationConfig(
+        strategies=[s.strip() for s in args.strategies.split(",") if s.strip()],
+        initial=args.initial,
+        batch=args.batch,
+        rounds=args.rounds,
+        seeds=args.seeds,
+        params=json.loads(args.params) if args.params else {},
+        vae_epochs=args.vae_epochs,
+        jobs=args.jobs,
+    )
+    from models.strategies.registry import spec_for
+
+    for name in config.strategies:
+        spec_for(name)
+    out = Path(args.out)
+    print(
+        f"{data.name}: pool {len(data.pool_y)}, test {len(data.test_y)}, strategies {', '.join(config.strategies)}, "
+        f"{config.seeds} seeds, {config.initial} + {config.rounds} x {config.batch} labels",
+        flush=True,
+    )
+    full = None
+    if not args.no_full_pool:
+        full = float(np.mean(full_pool_accuracy(data, range(min(config.seeds, 3)))))
+        print(f"full-pool accuracy: {full:.4f}", flush=True)
+    bar = tqdm(total=len(config.strategies) * config.seeds * (config.rounds + 1), unit="round", dynamic_ncols=True)
+
+    def progress(done: int, total: int) -> None:
+        bar.n = done
+        bar.refresh()
+
+    rows = run_simulation(data, config, cache=out / "cache", progress=progress)
+    bar.close()
+    paths = write_results(rows, out, f"{data.name}: {config.initial} + {config.rounds} x {config.batch}", full)
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    if full is not None:
+        summary = json.loads(paths["summary"].read_text())
+        for name, s in summary["strategies"].items():
+            print(
+                f"  {name:<10} AUC {s['area_under_curve']:.4f}  final {s['mean_accuracy'][-1]:.4f}  "
+                f"labels to 95%/98% of full: {_fmt(s['labels_to_95pct_full'])} / {_fmt(s['labels_to_98pct_full'])}"
+            )
+    return 0
+
+
+def _fmt(value: float | None) -> str:
+    return "not reached" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.0f}"
