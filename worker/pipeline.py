@@ -53,6 +53,8 @@ class RoundInputs:
     validation_ids: list[int]
     validation_keys: list[str]
     validation_labels: list[int]
+    previous_vae_key: str | None = None
+    previous_vae_round: int | None = None
 
 
 @dataclass
@@ -128,6 +130,12 @@ def _claim(round_id: int, settings: Settings) -> RoundInputs | None:
             for image_id, label in current_labels(session, project_id=project.id).items()
             if label in class_index
         }
+        previous = session.execute(
+            select(Round.id, Round.artifacts)
+            .where(Round.project_id == project.id, Round.id != round_.id, Round.status.in_(["ready", "closed"]))
+            .order_by(Round.index.desc())
+        ).all()
+        vae_key, vae_round = next(((a["vae"], rid) for rid, a in previous if a and a.get("vae")), (None, None))
         params = dict(round_.params or {})
         seed = int(params.pop("seed", project.id * 10_000 + round_.index))
         return RoundInputs(
@@ -146,6 +154,8 @@ def _claim(round_id: int, settings: Settings) -> RoundInputs | None:
             validation_ids=[r[0] for r in validation if r[2] in class_index],
             validation_keys=[r[1] for r in validation if r[2] in class_index],
             validation_labels=[class_index[r[2]] for r in validation if r[2] in class_index],
+            previous_vae_key=vae_key,
+            previous_vae_round=vae_round,
         )
 
 
@@ -205,8 +215,11 @@ def _write(inputs: RoundInputs, output: RoundOutput, storage: Storage, settings:
 
 
 def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: Reporter) -> RoundOutput:
+    # torch and faiss load here, in the pool child, never in the worker's parent process.
     from models.active import run_step
+    from models.latent_index import LatentIndex
     from models.training import select_device
+    from worker.artifacts import artifact_key, save_index
 
     started = time.monotonic()
     size, channels = inputs.settings.image_size, inputs.settings.channels
@@ -228,6 +241,16 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
     val_x = load_arrays(storage, inputs.validation_keys, size, channels)
     val_y = np.asarray(inputs.validation_labels, dtype=np.int64)
     load_s = time.monotonic() - started
+    device = select_device(settings.torch_device)
+
+    t = time.monotonic()
+    vae, latents, artifacts, vae_info = _latent_space(inputs, pool_x, pool_ids, storage, device, report)
+    vae_s = time.monotonic() - t
+    index = LatentIndex().fit(latents[candidate_pos], np.arange(len(candidate_pos))) if len(candidate_pos) else None
+    if index is not None:
+        key = artifact_key(inputs.project_id, inputs.round_id, "candidate-index.faiss")
+        save_index(storage, key, index)
+        artifacts["candidate_index"] = key
 
     step = run_step(
         pool_x=pool_x,
@@ -242,7 +265,9 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
         params=inputs.params,
         batch_size=inputs.batch_size,
         seed=inputs.seed,
-        device=select_device(settings.torch_device),
+        device=device,
+        latents=latents,
+        generative=lambda: {"vae": vae, "candidate_index": index},
         report=report,
     )
     selection = step.selection
@@ -257,8 +282,10 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
         "effective_strategy": step.effective_strategy,
         "accuracy": step.accuracy,
         "per_class": dict(zip(inputs.classes, step.per_class, strict=True)) if step.per_class else None,
+        "vae": vae_info,
         "timings": {
             "load_s": round(load_s, 3),
+            "vae_s": round(vae_s, 3),
             **{k: round(v, 3) for k, v in step.timings.items()},
             "total_s": round(time.monotonic() - started, 3),
         },
@@ -269,7 +296,68 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
         scores=selection.scores,
         reasons=selection.reasons,
         synthetic=selection.synthetic,
+        artifacts=artifacts,
     )
+
+
+def _latent_space(
+    inputs: RoundInputs,
+    pool_x: np.ndarray,
+    pool_ids: np.ndarray,
+    storage: Storage,
+    device: Any,
+    report: Reporter,
+) -> tuple[Any, np.ndarray, dict[str, Any], dict[str, Any]]:
+    """The pool's VAE (reused, or retrained when the pool changed enough) and every pool latent."""
+    from models.vae_training import encode_means, fit_vae
+    from worker.artifacts import artifact_key, load_vae, save_latents, save_vae
+
+    settings = inputs.settings
+    vae = None
+    changed = 1.0
+    if inputs.previous_vae_key:
+        try:
+            previous = load_vae(storage, inputs.previous_vae_key, device)
+        except Exception:  # a missing or unreadable artifact just means training a fresh VAE
+            log.warning("could not load VAE %s; training a new one", inputs.previous_vae_key, exc_info=True)
+        else:
+            current = set(pool_ids.tolist())
+            changed = len(current ^ previous.pool_ids) / max(len(previous.pool_ids), 1)
+            same_shape = (previous.model.image_size, previous.model.in_channels, previous.model.latent_dim) == (
+                settings.image_size,
+                settings.channels,
+                settings.latent_dim,
+            )
+            if same_shape and changed <= settings.vae_refresh_fraction:
+                vae = previous.model
+    trained = vae is None
+    if vae is None:
+        report("training VAE", 0.02)
+        vae, history = fit_vae(
+            pool_x,
+            latent_dim=settings.latent_dim,
+            epochs=settings.vae_epochs,
+            prior=settings.vae_prior,
+            seed=inputs.seed,
+            device=device,
+            progress=lambda f: report("training VAE", 0.02 + 0.3 * f),
+        )
+        key = artifact_key(inputs.project_id, inputs.round_id, "vae.pt")
+        save_vae(storage, key, vae, pool_ids)
+    else:
+        key = inputs.previous_vae_key
+        history = []
+    report("encoding latents", 0.33)
+    latents = encode_means(vae, pool_x)
+    latents_key = artifact_key(inputs.project_id, inputs.round_id, "latents.npz")
+    save_latents(storage, latents_key, pool_ids, latents)
+    info = {
+        "trained": trained,
+        "key": key,
+        "pool_changed": round(changed, 4),
+        "loss_first_last": [round(history[0], 2), round(history[-1], 2)] if history else None,
+    }
+    return vae, latents, {"vae": key, "latents": latents_key}, info
 
 
 def run_round(round_id: int, settings: Settings) -> None:

@@ -11,11 +11,15 @@ class ProjectSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    image_size: int = Field(28, ge=8, le=256, description="Images are resized to this square size.")
+    image_size: int = Field(
+        28, ge=8, le=256, multiple_of=4, description="Images are resized to this square size (a multiple of 4)."
+    )
     channels: Literal[1, 3] = Field(1, description="1 = grayscale, 3 = RGB.")
     allow_synthetic: bool = Field(True, description="May the `si` strategy add generated images?")
     show_model_guess: bool = False
     latent_dim: int = Field(32, ge=2, le=512)
+    vae_epochs: int = Field(30, ge=1, le=500)
+    vae_prior: Literal["gaussian", "exemplar"] = "gaussian"
     vae_refresh_fraction: float = Field(
         0.1, ge=0, le=1, description="Retrain the VAE when the pool changed by more than this."
     )

@@ -114,36 +114,42 @@ class PlainSNNStrategy(Strategy):
             return Selection()
         src, moved, _, loss = _moved(ctx, self.params)
         order = np.argsort(-loss, kind="stable")
-        depth = min(n, max(1, batch_size // max(len(src), 1) + 20))
-        dist, pos = _candidate_index(ctx).kneighbors(moved[order], depth)
+        index = _candidate_index(ctx)
+        target = min(batch_size, n)
+        depth = min(n, max(1, target // max(len(src), 1) + 20))
         chosen: set[int] = set()
         selection = Selection()
-        cursor = np.zeros(len(order), dtype=np.int64)
-        # Round-robin over sources, hardest first; a collision walks further down that source's list.
-        while len(selection.image_ids) < min(batch_size, n):
-            progressed = False
-            for row, source in enumerate(order):
-                while cursor[row] < depth and (pos[row, cursor[row]] < 0 or int(pos[row, cursor[row]]) in chosen):
-                    cursor[row] += 1
-                if cursor[row] >= depth:
-                    continue
-                candidate = int(pos[row, cursor[row]])
-                chosen.add(candidate)
-                progressed = True
-                selection.image_ids.append(int(ctx.candidate_ids[candidate]))
-                selection.scores.append(float(loss[source]))
-                selection.reasons.append(
-                    {
-                        "strategy": self.name,
-                        "source_image_id": int(ctx.labelled_ids[src[source]]),
-                        "latent_distance": round(float(dist[row, cursor[row]]), 4),
-                        "loss_at_moved_point": round(float(loss[source]), 4),
-                    }
-                )
-                if len(selection.image_ids) >= min(batch_size, n):
-                    break
-            if not progressed:
+        while True:
+            dist, pos = index.kneighbors(moved[order], depth)
+            cursor = np.zeros(len(order), dtype=np.int64)
+            # Round-robin over sources, hardest first; a collision walks further down that source's list.
+            progressed = True
+            while len(selection.image_ids) < target and progressed:
+                progressed = False
+                for row, source in enumerate(order):
+                    while cursor[row] < depth and (pos[row, cursor[row]] < 0 or int(pos[row, cursor[row]]) in chosen):
+                        cursor[row] += 1
+                    if cursor[row] >= depth:
+                        continue
+                    candidate = int(pos[row, cursor[row]])
+                    chosen.add(candidate)
+                    progressed = True
+                    selection.image_ids.append(int(ctx.candidate_ids[candidate]))
+                    selection.scores.append(float(loss[source]))
+                    selection.reasons.append(
+                        {
+                            "strategy": self.name,
+                            "source_image_id": int(ctx.labelled_ids[src[source]]),
+                            "latent_distance": round(float(dist[row, cursor[row]]), 4),
+                            "loss_at_moved_point": round(float(loss[source]), 4),
+                        }
+                    )
+                    if len(selection.image_ids) >= target:
+                        break
+            if len(selection.image_ids) >= target or depth >= n:
                 break
+            # Every list ran into already-chosen images: look deeper.
+            depth = min(n, depth * 2)
         return selection
 
 

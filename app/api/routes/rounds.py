@@ -4,6 +4,7 @@ from fastapi import APIRouter, HTTPException, status
 
 from app.api.deps import EngineerProject, EngineerRound, EngineerUser, MemberProject, MemberRound, SessionDep
 from app.core.queue import enqueue_round
+from app.projects import service as projects
 from app.rounds import service
 from app.rounds.orm import RoundStatus
 from app.rounds.schemas import (
@@ -19,6 +20,11 @@ from models.strategies.registry import strategy_names
 router = APIRouter(tags=["rounds"])
 
 
+def _uses_synthetic(body: RoundCreate) -> bool:
+    parts = body.params.get("parts") if body.strategy == "hybrid" else None
+    return body.strategy == "si" or (isinstance(parts, dict) and "si" in parts)
+
+
 @router.post("/projects/{project_id}/rounds", response_model=RoundAccepted, status_code=status.HTTP_202_ACCEPTED)
 def create_round(body: RoundCreate, project: EngineerProject, user: EngineerUser, session: SessionDep) -> RoundAccepted:
     """Queue a round: retrain on every label so far, evaluate, and select the next batch."""
@@ -27,6 +33,11 @@ def create_round(body: RoundCreate, project: EngineerProject, user: EngineerUser
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"unknown strategy {body.strategy!r}; choose one of: {', '.join(names)}",
+        )
+    if _uses_synthetic(body) and not projects.settings_of(project).allow_synthetic:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "this project does not allow synthetic images (setting allow_synthetic)",
         )
     try:
         round_ = service.create(

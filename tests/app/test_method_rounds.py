@@ -1,0 +1,88 @@
+"""Latent-space rounds through REST and the real worker: snn picks real unlabelled images, si adds
+synthetic ones that annotators label and that then train the next model."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tests.conftest import LiveService, wait_for_round
+from tests.factories import create_project, digits_zip, mnist, upload
+
+
+def _label_suggestions(client, service: LiveService, round_id: int, names: dict[int, str]) -> set[int]:  # type: ignore[no-untyped-def]
+    data = mnist()
+    done = set()
+    for s in client.get(f"/rounds/{round_id}/suggestions").json()["data"]:
+        index = int(names[s["image_id"]].split("-")[1].split(".")[0])
+        response = client.post(f"/images/{s['image_id']}/annotations", json={"label": str(data.labels[index])})
+        assert response.status_code == 201, response.text
+        done.add(s["image_id"])
+    return done
+
+
+def test_snn_then_si_rounds(sqlite_service: LiveService) -> None:
+    eng_id, eng = sqlite_service.new_user("engineer")
+    ann_id, ann = sqlite_service.new_user("annotator")
+    engineer, annotator = sqlite_service.client(eng), sqlite_service.client(ann)
+    project = create_project(sqlite_service.admin, members=[eng_id, ann_id], vae_epochs=8, latent_dim=8)
+    pid = project["id"]
+    upload(sqlite_service.admin, pid, [("pool.zip", digits_zip(np.arange(4000, 4120), with_labels=False))])
+    upload(
+        sqlite_service.admin,
+        pid,
+        [("val.zip", digits_zip(np.arange(4500, 4540), with_labels=True))],
+        split="validation",
+    )
+    names = {
+        i["id"]: i["original_name"]
+        for i in engineer.get(f"/projects/{pid}/images", params={"per_page": 500, "split": "pool"}).json()["data"]
+    }
+
+    first = wait_for_round(
+        engineer, engineer.post(f"/projects/{pid}/rounds", json={"strategy": "snn", "batch_size": 20}).json()["id"]
+    )
+    assert first["status"] == "ready", first
+    assert first["metrics"]["effective_strategy"] == "coldstart"
+    assert first["metrics"]["vae"]["trained"] is True
+    labelled = _label_suggestions(engineer, sqlite_service, first["id"], names)
+
+    snn = engineer.post(f"/projects/{pid}/rounds", json={"strategy": "snn", "batch_size": 10, "params": {"alpha": 1.5}})
+    second = wait_for_round(engineer, snn.json()["id"])
+    assert second["status"] == "ready", second
+    assert second["metrics"]["effective_strategy"] == "snn"
+    # The pool did not change, so the VAE from round 1 is reused.
+    assert second["metrics"]["vae"]["trained"] is False
+    picks = engineer.get(f"/rounds/{second['id']}/suggestions").json()["data"]
+    assert len(picks) == 10
+    assert not {p["image_id"] for p in picks} & labelled
+    assert all(p["image_id"] in names for p in picks)  # real pool images only
+    sourced = [p for p in picks if "source_image_id" in p["reason"]]
+    assert sourced and all(p["reason"]["source_image_id"] in labelled for p in sourced)
+    labelled |= _label_suggestions(engineer, sqlite_service, second["id"], names)
+
+    si = engineer.post(f"/projects/{pid}/rounds", json={"strategy": "si", "batch_size": 4})
+    third = wait_for_round(engineer, si.json()["id"])
+    assert third["status"] == "ready", third
+    items = annotator.post(f"/projects/{pid}/next", json={"limit": 10}).json()["data"]
+    assert len(items) == 4 and all(item["synthetic"] for item in items)
+    synthetic = engineer.get(f"/projects/{pid}/images", params={"synthetic": True}).json()["data"]
+    assert len(synthetic) == 4
+    assert all(img["source_image_id"] in labelled for img in synthetic)
+    image = sqlite_service.admin.get(f"/images/{items[0]['image_id']}/file")
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+    for item in items:
+        assert annotator.post(f"/images/{item['image_id']}/annotations", json={"label": "1"}).status_code == 201
+
+    after = wait_for_round(
+        engineer, engineer.post(f"/projects/{pid}/rounds", json={"strategy": "entropy", "batch_size": 5}).json()["id"]
+    )
+    assert after["status"] == "ready", after
+    # Labelled synthetic images train the model like any other label.
+    assert after["metrics"]["labels"] == len(labelled) + 4
+    assert engineer.get(f"/projects/{pid}").json()["counts"]["synthetic"] == 4
+
+
+def test_si_refused_when_project_forbids_synthetic(sqlite_service: LiveService) -> None:
+    project = create_project(sqlite_service.admin, allow_synthetic=False)
+    response = sqlite_service.admin.post(f"/projects/{project['id']}/rounds", json={"strategy": "si"})
+    assert response.status_code == 422 and "synthetic" in response.json()["detail"]

@@ -1,0 +1,70 @@
+"""Versioned round artifacts (VAE weights, latents, latent index) in the shared storage.
+
+Keys carry the project and the round that wrote them, so a redelivered round overwrites its own
+files and never touches another round's. Weights are saved as a state dict plus the constructor
+arguments, and loaded with `weights_only=True`.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from app.storage import Storage
+from models.latent_index import LatentIndex
+from models.nets.vae import ConvVAE
+
+
+@dataclass
+class VAEArtifact:
+    model: ConvVAE
+    key: str
+    pool_ids: set[int]
+
+
+def artifact_key(project_id: int, round_id: int, name: str) -> str:
+    return f"projects/{project_id}/rounds/{round_id}/{name}"
+
+
+def save_vae(storage: Storage, key: str, model: ConvVAE, pool_ids: np.ndarray) -> None:
+    buf = io.BytesIO()
+    torch.save(
+        {
+            "config": {
+                "in_channels": model.in_channels,
+                "image_size": model.image_size,
+                "latent_dim": model.latent_dim,
+            },
+            "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+            "pool_ids": torch.as_tensor(pool_ids, dtype=torch.int64),
+        },
+        buf,
+    )
+    storage.put(key, buf.getvalue())
+
+
+def load_vae(storage: Storage, key: str, device: torch.device) -> VAEArtifact:
+    payload: dict[str, Any] = torch.load(io.BytesIO(storage.get(key)), map_location=device, weights_only=True)
+    model = ConvVAE(**payload["config"]).to(device)
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return VAEArtifact(model=model, key=key, pool_ids=set(payload["pool_ids"].tolist()))
+
+
+def save_latents(storage: Storage, key: str, ids: np.ndarray, codes: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, ids=ids, codes=codes.astype(np.float32))
+    storage.put(key, buf.getvalue())
+
+
+def load_latents(storage: Storage, key: str) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(io.BytesIO(storage.get(key))) as data:
+        return data["ids"], data["codes"]
+
+
+def save_index(storage: Storage, key: str, index: LatentIndex) -> None:
+    storage.put(key, index.to_bytes())
