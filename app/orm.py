@@ -5,6 +5,7 @@ from app.core.db import Base
 from app.images.orm import Image, Split
 from app.projects.orm import Project, ProjectMember
 from app.rounds.orm import Round, RoundStatus, Suggestion, SuggestionStatus
+from app.simulations.orm import Simulation
 from app.users.orm import ApiToken, Role, User
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "Role",
     "Round",
     "RoundStatus",
+    "Simulation",
     "Split",
     "Suggestion",
     "SuggestionStatus",

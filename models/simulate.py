@@ -156,7 +156,9 @@ def run_one(
         labels = np.asarray(
             [pool_y[p] if p < len(data.pool_y) else synthetic_labels[p - len(data.pool_y)] for p in labelled]
         )
-        needs_latents = strategy not in ("random", "entropy", "margin")
+        # "snn@wide" runs strategy "snn" with the params given for "snn@wide": variants side by side.
+        name = strategy.split("@")[0]
+        needs_latents = name not in ("random", "entropy", "margin")
         if needs_latents and vae is None:
             vae = _vae_for(data, seed, config, cache)
             latents = encode_means(vae, pool_x)
@@ -170,7 +172,7 @@ def run_one(
             eval_x=data.test_x,
             eval_y=data.test_y,
             n_classes=n_classes,
-            strategy=strategy,
+            strategy=name,
             params=config.params.get(strategy, {}),
             batch_size=0 if is_last else config.batch,
             seed=seed * 1000 + round_index,
@@ -253,7 +255,7 @@ def run_simulation(
             rows.extend(run_one(data, strategy, seed, config, cache, on_round=tick))
         return rows
     threads = max(1, (os.cpu_count() or 1) // config.jobs)
-    if cache is not None and any(s not in ("random", "entropy", "margin") for s in config.strategies):
+    if cache is not None and any(s.split("@")[0] not in ("random", "entropy", "margin") for s in config.strategies):
         # Train each seed's VAE once, before the workers race to train the same one.
         for seed in range(config.seeds):
             _vae_for(data, seed, config, cache)
@@ -376,7 +378,7 @@ def main(args: Any) -> int:
     from models.strategies.registry import spec_for
 
     for name in config.strategies:
-        spec_for(name)
+        spec_for(name.split("@")[0])
     out = Path(args.out)
     print(
         f"{data.name}: pool {len(data.pool_y)}, test {len(data.test_y)}, strategies {', '.join(config.strategies)}, "

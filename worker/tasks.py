@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from app.core.queue import RUN_ROUND_TASK
+from app.core.queue import RUN_ROUND_TASK, RUN_SIMULATION_TASK
 from app.core.settings import get_settings
-from worker import pipeline
+from worker import pipeline, simulation
 from worker.celery_app import celery_app
 
 
 @celery_app.task(name=RUN_ROUND_TASK, acks_late=True, reject_on_worker_lost=True)
 def run_round(round_id: int) -> None:
     pipeline.run_round(round_id, get_settings())
+
+
+@celery_app.task(name=RUN_SIMULATION_TASK, acks_late=True, reject_on_worker_lost=True)
+def run_simulation(simulation_id: int) -> None:
+    simulation.run_simulation(simulation_id, get_settings())

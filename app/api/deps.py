@@ -99,7 +99,7 @@ def project_access(*roles: Role) -> Callable[..., Project]:
     return dependency
 
 
-def _row_access(model: type[Any], param: str, what: str, project_of: Callable[[Session, Any], int], roles):  # type: ignore[no-untyped-def]
+def row_access(model: type[Any], param: str, what: str, project_of: Callable[[Session, Any], int], roles):  # type: ignore[no-untyped-def]
     def dependency(session: SessionDep, user: CurrentUser, row_id: int = Path(alias=param)) -> Any:
         row = session.get(model, row_id)
         if row is None:
@@ -132,19 +132,19 @@ def _annotation_project(session: Session, annotation: Annotation) -> int:
 
 
 def image_access(*roles: Role) -> Callable[..., Image]:
-    return _row_access(Image, "image_id", "image", _image_project, roles)
+    return row_access(Image, "image_id", "image", _image_project, roles)
 
 
 def round_access(*roles: Role) -> Callable[..., Round]:
-    return _row_access(Round, "round_id", "round", _round_project, roles)
+    return row_access(Round, "round_id", "round", _round_project, roles)
 
 
 def suggestion_access(*roles: Role) -> Callable[..., Suggestion]:
-    return _row_access(Suggestion, "suggestion_id", "suggestion", _suggestion_project, roles)
+    return row_access(Suggestion, "suggestion_id", "suggestion", _suggestion_project, roles)
 
 
 def annotation_access(*roles: Role) -> Callable[..., Annotation]:
-    return _row_access(Annotation, "annotation_id", "annotation", _annotation_project, roles)
+    return row_access(Annotation, "annotation_id", "annotation", _annotation_project, roles)
 
 
 MemberProject = Annotated[Project, Depends(project_access(*ANY_ROLE))]

@@ -15,6 +15,7 @@ from celery import Celery
 from app.core.settings import Settings, get_settings
 
 RUN_ROUND_TASK = "suggestlab.run_round"
+RUN_SIMULATION_TASK = "suggestlab.run_simulation"
 TRAINING_QUEUE = "training"
 LIGHT_QUEUE = "light"
 
@@ -34,7 +35,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "task_default_queue": TRAINING_QUEUE,
-        "task_routes": {RUN_ROUND_TASK: {"queue": TRAINING_QUEUE}},
+        "task_routes": {RUN_ROUND_TASK: {"queue": TRAINING_QUEUE}, RUN_SIMULATION_TASK: {"queue": TRAINING_QUEUE}},
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
     }
@@ -69,3 +70,7 @@ def _client() -> Celery:
 
 def enqueue_round(round_id: int) -> None:
     _client().send_task(RUN_ROUND_TASK, args=[round_id], queue=TRAINING_QUEUE)
+
+
+def enqueue_simulation(simulation_id: int) -> None:
+    _client().send_task(RUN_SIMULATION_TASK, args=[simulation_id], queue=TRAINING_QUEUE)

@@ -17,7 +17,6 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-
     op.create_table(
         "user",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -209,7 +208,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-
     with op.batch_alter_table("annotation", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_annotation_image_id"))
         batch_op.drop_index(batch_op.f("ix_annotation_annotator_id"))

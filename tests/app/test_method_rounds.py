@@ -3,6 +3,8 @@ synthetic ones that annotators label and that then train the next model."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from tests.conftest import LiveService, wait_for_round
@@ -86,3 +88,36 @@ def test_si_refused_when_project_forbids_synthetic(sqlite_service: LiveService) 
     project = create_project(sqlite_service.admin, allow_synthetic=False)
     response = sqlite_service.admin.post(f"/projects/{project['id']}/rounds", json={"strategy": "si"})
     assert response.status_code == 422 and "synthetic" in response.json()["detail"]
+
+
+def test_simulation_job_over_rest(sqlite_service: LiveService) -> None:
+    eng_id, eng = sqlite_service.new_user("engineer")
+    ann_id, ann = sqlite_service.new_user("annotator")
+    engineer = sqlite_service.client(eng)
+    project = create_project(sqlite_service.admin, members=[eng_id, ann_id], vae_epochs=5, latent_dim=8)
+    pid = project["id"]
+    body = {"strategies": ["random", "coreset"], "initial": 10, "batch": 10, "rounds": 2, "seeds": 1}
+    too_few = engineer.post(f"/projects/{pid}/simulations", json=body)
+    assert too_few.status_code == 422 and "labelled pool images" in too_few.json()["detail"]
+    # The pool arrives with ground truth (labels.csv inside the zip): the oracle for the simulation.
+    upload(sqlite_service.admin, pid, [("pool.zip", digits_zip(np.arange(100, 160), with_labels=True))])
+    assert sqlite_service.client(ann).post(f"/projects/{pid}/simulations", json=body).status_code == 403
+    assert engineer.post(f"/projects/{pid}/simulations", json={**body, "strategies": ["nope"]}).status_code == 422
+    created = engineer.post(f"/projects/{pid}/simulations", json=body)
+    assert created.status_code == 202, created.text
+    sim_id = created.json()["id"]
+    deadline = time.monotonic() + 300
+    while (state := engineer.get(f"/simulations/{sim_id}").json())["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.5)
+    assert state["status"] == "ready", state
+    assert set(state["summary"]["strategies"]) == {"random", "coreset"}
+    assert state["summary"]["strategies"]["random"]["labels"] == [10.0, 20.0, 30.0]
+    results = engineer.get(f"/simulations/{sim_id}/results.csv")
+    assert results.status_code == 200
+    lines = results.text.strip().splitlines()
+    assert lines[0] == "strategy,seed,round,labels,accuracy,seconds" and len(lines) == 1 + 2 * 3
+    svg = engineer.get(f"/simulations/{sim_id}/curve.svg")
+    assert svg.status_code == 200 and b"<svg" in svg.content
+    assert engineer.get(f"/simulations/{sim_id}/curve.png").content[:4] == b"\x89PNG"
+    assert engineer.get(f"/simulations/{sim_id}/nothing.txt").status_code == 422

@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, inspect
 from app.core.migrate import downgrade, upgrade
 from app.core.settings import Settings
 
-TABLES = {"user", "api_token", "project", "project_member", "image", "round", "suggestion", "annotation"}
+TABLES = {"user", "api_token", "project", "project_member", "image", "round", "suggestion", "annotation", "simulation"}
 
 
 def _tables(url: str) -> set[str]:

@@ -1,0 +1,97 @@
+"""The REST simulation job: the project's labelled pool becomes an oracle for `models.simulate`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select, update
+
+from app.core.db import session_scope, utcnow
+from app.core.settings import Settings
+from app.images.orm import Image, Split
+from app.projects.orm import Project
+from app.projects.schemas import ProjectSettings
+from app.simulations.orm import Simulation
+from app.storage import get_storage
+from worker.data import load_arrays
+
+log = logging.getLogger("suggestlab.worker")
+
+
+def run_simulation(simulation_id: int, settings: Settings) -> None:
+    from models.simulate import SimulationConfig, SimulationData, run_simulation, split, summarise, write_results
+    from models.simulate import full_pool_accuracy as full_accuracy
+
+    with session_scope(settings) as session:
+        sim = session.get(Simulation, simulation_id)
+        if sim is None or sim.status not in ("queued", "running"):
+            return
+        sim.status, sim.started_at, sim.progress = "running", utcnow(), 0.0
+        project = session.get(Project, sim.project_id)
+        assert project is not None
+        params = dict(sim.params)
+        classes = list(project.classes)
+        project_settings = ProjectSettings.model_validate(project.settings or {})
+        rows = session.execute(
+            select(Image.storage_key, Image.ground_truth).where(
+                Image.project_id == project.id,
+                Image.split == Split.pool,
+                Image.synthetic.is_(False),
+                Image.ground_truth.in_(classes),
+            )
+        ).all()
+    storage = get_storage(settings)
+    last = 0.0
+
+    def progress(done: int, total: int) -> None:
+        nonlocal last
+        if time.monotonic() - last < 1 and done < total:
+            return
+        last = time.monotonic()
+        with session_scope(settings) as session:
+            session.execute(update(Simulation).where(Simulation.id == simulation_id).values(progress=done / total))
+
+    try:
+        x = load_arrays(storage, [r[0] for r in rows], project_settings.image_size, project_settings.channels)
+        y = np.asarray([classes.index(r[1]) for r in rows], dtype=np.int64)
+        pool_x, pool_y, test_x, test_y = split(x, y, 0.2)
+        data = SimulationData(project.name, pool_x, pool_y, test_x, test_y, classes)
+        config = SimulationConfig(
+            strategies=params["strategies"],
+            initial=params["initial"],
+            batch=params["batch"],
+            rounds=params["rounds"],
+            seeds=params["seeds"],
+            params=params.get("params", {}),
+            vae_epochs=project_settings.vae_epochs,
+            latent_dim=project_settings.latent_dim,
+        )
+        results = run_simulation(data, config, progress=progress)
+        full = float(np.mean(full_accuracy(data, range(1))))
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = write_results(results, Path(tmp), f"{project.name}: simulated", full)
+            files = {}
+            for path in paths.values():
+                key = f"projects/{project.id}/simulations/{simulation_id}/{path.name}"
+                storage.put(key, path.read_bytes())
+                files[path.name] = key
+        summary = json.loads(json.dumps(summarise(results, full)))
+        with session_scope(settings) as session:
+            session.execute(
+                update(Simulation)
+                .where(Simulation.id == simulation_id, Simulation.status == "running")
+                .values(status="ready", progress=1.0, files=files, summary=summary, finished_at=utcnow())
+            )
+    except Exception as exc:
+        log.exception("simulation %s failed", simulation_id)
+        with session_scope(settings) as session:
+            session.execute(
+                update(Simulation)
+                .where(Simulation.id == simulation_id)
+                .values(status="failed", error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=utcnow())
+            )
