@@ -23,8 +23,14 @@ def run_demo(*, host: str, port: int, dataset: str, batch_size: int) -> int:
     get_settings.cache_clear()
     settings = get_settings()
 
+    import warnings
+
     import uvicorn
-    from fastapi.testclient import TestClient
+
+    with warnings.catch_warnings():
+        # Starlette's TestClient (used here in-process, not for testing) warns about its httpx backend.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from fastapi.testclient import TestClient
 
     from app.cli import start_worker_process, stop_worker_process
     from app.core.db import session_scope

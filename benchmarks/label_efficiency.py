@@ -45,11 +45,19 @@ def _fmt(v: float | None, limit: float) -> str:
     return f"> {limit:.0f}" if v is None else f"{v:.0f}"
 
 
-def report(out: Path, runs: list[dict], command: str) -> str:
+def collect(out: Path) -> list[dict]:
+    """Every finished dataset/regime run under `out` (each folder has meta.json and summary.json)."""
+    runs = []
+    for meta_path in sorted(out.glob("*/meta.json")):
+        meta = json.loads(meta_path.read_text())
+        meta["summary"] = json.loads((meta_path.parent / "summary.json").read_text())
+        runs.append(meta)
+    return runs
+
+
+def report(runs: list[dict]) -> str:
     lines = [
         "# Label efficiency",
-        "",
-        f"Command: `{command}`",
         "",
         f"Machine: {platform.machine()}, {platform.system()}, CPU only. Each curve starts from random labels; "
         "accuracy is on a held-out 20% test split; `full pool` is the same model trained on every pool label.",
@@ -64,6 +72,8 @@ def report(out: Path, runs: list[dict], command: str) -> str:
             f"## {run['dataset']}, {run['regime']} budget "
             f"({run['config']['initial']} + {run['config']['rounds']} x {run['config']['batch']} labels, "
             f"{run['seeds']} seeds, {run['minutes']:.0f} min)",
+            "",
+            f"Command: `{run['command']}`",
             "",
             f"Full-pool accuracy {full:.4f}; 95% of it = {0.95 * full:.4f}, 98% = {0.98 * full:.4f}.",
             "",
@@ -133,7 +143,6 @@ def main() -> int:
     args = parser.parse_args()
     out = Path(args.out)
     command = "python benchmarks/label_efficiency.py " + " ".join(sys.argv[1:])
-    runs = []
     for dataset in args.datasets.split(","):
         data = load_simulation_data(dataset)
         full = float(np.mean(full_pool_accuracy(data, range(3))))
@@ -157,18 +166,19 @@ def main() -> int:
             run_dir = out / f"{dataset}-{regime_name}"
             title = f"{dataset}, {regime_name} budget"
             paths = write_results(rows, run_dir, title, full)
-            runs.append(
-                {
-                    "dataset": dataset,
-                    "regime": regime_name,
-                    "config": settings,
-                    "seeds": args.seeds,
-                    "minutes": (time.monotonic() - started) / 60,
-                    "dir": run_dir.name,
-                    "summary": json.loads(paths["summary"].read_text()),
-                }
-            )
-            (out / "README.md").write_text(report(out, runs, command))
+            meta = {
+                "dataset": dataset,
+                "regime": regime_name,
+                "config": settings,
+                "seeds": args.seeds,
+                "minutes": round((time.monotonic() - started) / 60, 1),
+                "dir": run_dir.name,
+                "command": command,
+                "strategy_params": config.params,
+            }
+            (run_dir / "meta.json").write_text(json.dumps(meta, indent=2))
+            print(f"  wrote {paths['summary']}", flush=True)
+            (out / "README.md").write_text(report(collect(out)))
     print((out / "README.md").read_text())
     return 0
 

@@ -105,7 +105,9 @@ class TypicalityStrategy(Strategy):
             dtype=np.float32,
         )
         n_clusters = int(min(len(ctx.labelled_ids) + batch_size, self.params["max_clusters"], n))
-        kmeans = faiss.Kmeans(everything.shape[1], n_clusters, niter=20, seed=ctx.seed % (2**31), verbose=False)
+        kmeans = faiss.Kmeans(
+            everything.shape[1], n_clusters, niter=20, seed=ctx.seed % (2**31), verbose=False, min_points_per_centroid=1
+        )
         kmeans.train(everything)
         _, assign = kmeans.index.search(everything, 1)
         assign = assign[:, 0]

@@ -1,0 +1,78 @@
+"""The README's demo command end to end: builds the project, round 1 gets ready, the printed tokens
+work, and Ctrl-C (SIGINT) stops the server and its worker."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import _free_port
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_demo_builds_project_and_stops_cleanly(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "SUGGESTLAB_DATA_DIR": str(tmp_path / "demo"), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "demo", "--dataset", "digits", "--port", str(port), "--batch-size", "10"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    output: list[str] = []
+    try:
+        deadline = time.monotonic() + 300
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            output.append(line)
+            if line.startswith("Press Ctrl-C"):
+                break
+        text = "".join(output)
+        assert f"running at http://127.0.0.1:{port}" in text, text[-3000:]
+        accepted = dict(re.findall(r"^\s+(pool|validation|test): (\d+) accepted", text, re.MULTILINE))
+        assert int(accepted["pool"]) > 1400 and int(accepted["validation"]) > 170, text
+        tokens = dict(re.findall(r"^\s+(admin|engineer|annotator)\s+(sl_\S+)$", text, re.MULTILINE))
+        assert set(tokens) == {"admin", "engineer", "annotator"}
+        api = f"http://127.0.0.1:{port}/api/v1"
+        for _ in range(50):
+            try:
+                projects = httpx.get(f"{api}/projects", headers={"Authorization": f"Bearer {tokens['annotator']}"})
+                break
+            except httpx.ConnectError:
+                time.sleep(0.2)
+        project = projects.json()["data"][0]
+        assert project["name"] == "Digits demo" and project["open_round"]["index"] == 1
+        batch = httpx.post(
+            f"{api}/projects/{project['id']}/next",
+            json={"limit": 3},
+            headers={"Authorization": f"Bearer {tokens['annotator']}"},
+        ).json()
+        assert len(batch["data"]) == 3
+        worker_pids = _children(proc.pid)
+        assert worker_pids, "the demo should run an embedded worker process"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+    assert proc.returncode == 0, "".join(output)[-2000:]
+    for pid in worker_pids:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
