@@ -96,61 +96,72 @@ def _unsafe_member_reason(info: zipfile.ZipInfo, settings: Settings) -> str | No
     return None
 
 
-def _zip_members(
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, settings: Settings) -> bytes:
+    """One member's bytes; raises ValueError with a user-facing reason."""
+    try:
+        with archive.open(info) as member:
+            # Headers can lie about sizes, so the read itself is capped too.
+            data = member.read(settings.max_file_bytes + 1)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError) as exc:
+        raise ValueError(f"corrupt archive entry: {exc}") from exc
+    if len(data) > settings.max_file_bytes:
+        raise ValueError("file too large")
+    return data
+
+
+def _zip_candidates(
     archive_name: str, fh: BinaryIO, settings: Settings, report: UploadReport
-) -> tuple[list[Candidate], dict[str, str]]:
-    """Safe members of one archive, plus the labels of a `labels.csv` at its root if present."""
+) -> Iterator[tuple[Candidate, dict[str, str]]]:
+    """Safe members of one archive, one at a time (memory stays at one file), with the labels of
+    a `labels.csv` at the archive's root if present."""
     try:
         archive = zipfile.ZipFile(fh)
         infos = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError):
         report.rejected.append(Rejected(file=archive_name, reason="not a valid zip archive"))
-        return [], {}
+        return
     if len(infos) > settings.max_zip_entries:
         report.rejected.append(
             Rejected(file=archive_name, reason=f"too many entries ({len(infos)} > {settings.max_zip_entries})")
         )
-        return [], {}
-    declared = sum(i.file_size for i in infos)
-    if declared > settings.max_zip_uncompressed_bytes:
+        return
+    if sum(i.file_size for i in infos) > settings.max_zip_uncompressed_bytes:
         report.rejected.append(
             Rejected(file=archive_name, reason="archive too large when uncompressed (possible decompression bomb)")
         )
-        return [], {}
-    members: list[Candidate] = []
+        return
     labels: dict[str, str] = {}
+    for info in infos:
+        if info.filename == LABELS_FILE:
+            try:
+                labels = parse_labels_csv(_read_member(archive, info, settings))
+            except ValueError as exc:
+                report.rejected.append(Rejected(file=f"{archive_name}/{LABELS_FILE}", reason=str(exc)))
     budget = settings.max_zip_uncompressed_bytes
     for info in infos:
         name = info.filename
         display = f"{archive_name}/{name}"
-        if info.is_dir() or name.startswith("__MACOSX/") or PurePosixPath(name).name == ".DS_Store":
+        if (
+            info.is_dir()
+            or name == LABELS_FILE
+            or name.startswith("__MACOSX/")
+            or PurePosixPath(name).name == ".DS_Store"
+        ):
             continue
         reason = _unsafe_member_reason(info, settings)
         if reason:
             report.rejected.append(Rejected(file=display, reason=reason))
             continue
         try:
-            with archive.open(info) as member:
-                # Headers can lie about sizes, so the read itself is capped too.
-                data = member.read(settings.max_file_bytes + 1)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError) as exc:
-            report.rejected.append(Rejected(file=display, reason=f"corrupt archive entry: {exc}"))
-            continue
-        if len(data) > settings.max_file_bytes:
-            report.rejected.append(Rejected(file=display, reason="file too large"))
+            data = _read_member(archive, info, settings)
+        except ValueError as exc:
+            report.rejected.append(Rejected(file=display, reason=str(exc)))
             continue
         budget -= len(data)
         if budget < 0:
             report.rejected.append(Rejected(file=display, reason="archive uncompressed total over the limit"))
-            break
-        if name == LABELS_FILE:
-            try:
-                labels = parse_labels_csv(data)
-            except UploadError as exc:
-                report.rejected.append(Rejected(file=display, reason=str(exc)))
-            continue
-        members.append(Candidate(name=name, data=data))
-    return members, labels
+            return
+        yield Candidate(name=name, data=data), labels
 
 
 @dataclass
@@ -193,9 +204,7 @@ def _candidates(
         head = fh.read(4)
         fh.seek(0)
         if name.lower().endswith(".zip") or head == b"PK\x03\x04":
-            members, archive_labels = _zip_members(name, fh, settings, report)
-            for member in members:
-                yield Candidate(name=member.name, data=member.data), archive_labels
+            yield from _zip_candidates(name, fh, settings, report)
         else:
             data = fh.read(settings.max_file_bytes + 1)
             yield Candidate(name=name, data=data), {}
