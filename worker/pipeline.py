@@ -246,7 +246,13 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
     t = time.monotonic()
     vae, latents, artifacts, vae_info = _latent_space(inputs, pool_x, pool_ids, storage, device, report)
     vae_s = time.monotonic() - t
-    index = LatentIndex().fit(latents[candidate_pos], np.arange(len(candidate_pos))) if len(candidate_pos) else None
+    index = (
+        LatentIndex(exact_max=settings.latent_index_exact_max).fit(
+            latents[candidate_pos], np.arange(len(candidate_pos))
+        )
+        if len(candidate_pos)
+        else None
+    )
     if index is not None:
         key = artifact_key(inputs.project_id, inputs.round_id, "candidate-index.faiss")
         save_index(storage, key, index)
@@ -338,6 +344,7 @@ def _latent_space(
             latent_dim=settings.latent_dim,
             epochs=settings.vae_epochs,
             prior=settings.vae_prior,
+            beta=settings.vae_beta,
             seed=inputs.seed,
             device=device,
             progress=lambda f: report("training VAE", 0.02 + 0.3 * f),

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     embedded_worker: bool | None = None
     auto_migrate: bool = True
     torch_device: str = "auto"
+    # Pools up to this many latents use exact nearest-neighbour search; larger ones an HNSW graph.
+    latent_index_exact_max: int = 50_000
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

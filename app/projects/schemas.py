@@ -20,6 +20,7 @@ class ProjectSettings(BaseModel):
     latent_dim: int = Field(32, ge=2, le=512)
     vae_epochs: int = Field(30, ge=1, le=500)
     vae_prior: Literal["gaussian", "exemplar"] = "gaussian"
+    vae_beta: float = Field(1.0, gt=0, le=100, description="Weight of the KL (or exemplar prior) term.")
     vae_refresh_fraction: float = Field(
         0.1, ge=0, le=1, description="Retrain the VAE when the pool changed by more than this."
     )
