@@ -22,8 +22,43 @@ def _worker_env(settings: Settings) -> dict[str, str]:
     }
 
 
+def _die_with_parent() -> None:
+    """In the child: ask Linux to send SIGTERM when the parent dies, so no worker is orphaned."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def start_worker_process(settings: Settings, queues: str = "training,light") -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--queues", queues], env=_worker_env(settings))
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker", "--queues", queues],
+        env=_worker_env(settings),
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+    )
+
+
+def _raise_keyboard_interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run_server_with_worker(
+    app: object, host: str, port: int, log_level: str, worker: subprocess.Popen[bytes] | None
+) -> None:
+    import uvicorn
+
+    # uvicorn re-raises SIGTERM after its graceful shutdown; turned into KeyboardInterrupt here, it
+    # unwinds through `finally` so the embedded worker is stopped instead of orphaned.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level=log_level)  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if worker is not None:
+            stop_worker_process(worker)
 
 
 def stop_worker_process(worker: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -39,8 +74,6 @@ def stop_worker_process(worker: subprocess.Popen[bytes], timeout: float = 30) ->
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from app.core.migrate import upgrade
     from app.main import create_app
 
@@ -48,11 +81,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.auto_migrate:
         upgrade(settings)
     worker = start_worker_process(settings) if settings.runs_embedded_worker and not args.no_worker else None
-    try:
-        uvicorn.run(create_app(), host=args.host, port=args.port, log_level=args.log_level)
-    finally:
-        if worker is not None:
-            stop_worker_process(worker)
+    run_server_with_worker(create_app(), args.host, args.port, args.log_level, worker)
     return 0
 
 

@@ -25,14 +25,12 @@ def run_demo(*, host: str, port: int, dataset: str, batch_size: int) -> int:
 
     import warnings
 
-    import uvicorn
-
     with warnings.catch_warnings():
         # Starlette's TestClient (used here in-process, not for testing) warns about its httpx backend.
         warnings.simplefilter("ignore", DeprecationWarning)
         from fastapi.testclient import TestClient
 
-    from app.cli import start_worker_process, stop_worker_process
+    from app.cli import run_server_with_worker, start_worker_process, stop_worker_process
     from app.core.db import session_scope
     from app.core.migrate import upgrade
     from app.datasets import load_dataset, split_indices, to_zip
@@ -113,8 +111,9 @@ def run_demo(*, host: str, port: int, dataset: str, batch_size: int) -> int:
             f"-H 'Content-Type: application/json' -d '{{\"limit\": 5}}' {url}/api/v1/projects/{pid}/next"
         )
         print("Press Ctrl-C to stop the server and its worker.\n", flush=True)
-        uvicorn.run(create_app(), host=host, port=port, log_level="warning")
-    finally:
+    except BaseException:
         if worker is not None:
             stop_worker_process(worker)
+        raise
+    run_server_with_worker(create_app(), host, port, "warning", worker)
     return 0

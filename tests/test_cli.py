@@ -76,3 +76,37 @@ def test_demo_builds_project_and_stops_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 0, "".join(output)[-2000:]
     for pid in worker_pids:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def test_serve_stops_its_embedded_worker_on_sigterm(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "SUGGESTLAB_DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        workers = _children(proc.pid)
+        assert workers, "serve without configuration should start an embedded worker"
+        proc.terminate()
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    time.sleep(0.5)
+    alive = [
+        pid
+        for pid in workers
+        if Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    ]
+    assert alive == [], "the embedded worker outlived serve"
