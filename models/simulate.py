@@ -225,10 +225,16 @@ def full_pool_accuracy(data: SimulationData, seeds: Iterable[int]) -> list[float
 
 def _job(args: tuple[SimulationData, str, int, SimulationConfig, Path | None, int]) -> list[dict[str, Any]]:
     data, strategy, seed, config, cache, threads = args
+    import faiss
     import torch
+    from threadpoolctl import threadpool_limits
 
+    # Parallel runs share the cores: every thread pool (torch, BLAS, faiss's OpenMP) gets its share,
+    # or spinning OpenMP threads oversubscribe the machine and everything slows down.
     torch.set_num_threads(threads)
-    return run_one(data, strategy, seed, config, cache)
+    faiss.omp_set_num_threads(threads)
+    with threadpool_limits(threads):
+        return run_one(data, strategy, seed, config, cache)
 
 
 def run_simulation(
