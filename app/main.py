@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from app.api.routes import annotations, images, projects, rounds, simulations, users
+from app.api.routes import annotations, images, latent, projects, rounds, simulations, users
 from app.core.db import session_factory
 from app.core.settings import get_settings
 
@@ -26,7 +26,7 @@ def create_app() -> FastAPI:
         version="0.1.0",
         description="Active-learning annotation service: which images to label next.",
     )
-    for module in (users, projects, images, rounds, annotations, simulations):
+    for module in (users, projects, images, rounds, annotations, simulations, latent):
         app.include_router(module.router, prefix="/api/v1")
 
     @app.middleware("http")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Header, HTTPException, Path, status
+from fastapi import Cookie, Depends, Header, HTTPException, Path, Request, status
 from sqlalchemy.orm import Session
 
 from app.annotations.orm import Annotation
@@ -48,9 +48,22 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 
 
-def get_current_user(session: SessionDep, authorization: Annotated[str | None, Header()] = None) -> User:
+SESSION_COOKIE = "suggestlab_session"
+
+
+def get_current_user(
+    request: Request,
+    session: SessionDep,
+    authorization: Annotated[str | None, Header()] = None,
+    cookie_token: Annotated[str | None, Cookie(alias=SESSION_COOKIE)] = None,
+) -> User:
     scheme, _, token = (authorization or "").partition(" ")
-    user = users.get_by_token(session, token.strip()) if scheme.lower() == "bearer" and token else None
+    token = token.strip() if scheme.lower() == "bearer" else ""
+    if not token and cookie_token and request.method in ("GET", "HEAD"):
+        # The browser UI's session cookie authenticates reads only (image tags, download links), so a
+        # cross-site form can never make it write; every write needs the bearer header.
+        token = cookie_token
+    user = users.get_by_token(session, token) if token else None
     if user is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

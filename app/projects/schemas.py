@@ -49,6 +49,7 @@ class ProjectCounts(BaseModel):
     synthetic: int
     labelled: int
     rounds: int
+    per_class: dict[str, int] = {}
 
 
 class OpenRound(BaseModel):

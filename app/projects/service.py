@@ -6,6 +6,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.annotations.orm import Annotation
+from app.annotations.service import current_labels
 from app.images.orm import Image, Split
 from app.projects.orm import Project, ProjectMember
 from app.projects.schemas import OpenRound, ProjectCounts, ProjectRead, ProjectSettings
@@ -90,6 +91,9 @@ def counts(session: Session, *, project_id: int) -> ProjectCounts:
         .where(Image.project_id == project_id)
     )
     rounds = session.scalar(select(func.count()).where(Round.project_id == project_id))
+    per_class: dict[str, int] = {}
+    for label in current_labels(session, project_id=project_id).values():
+        per_class[label] = per_class.get(label, 0) + 1
     return ProjectCounts(
         pool=by_split.get(Split.pool, 0),
         validation=by_split.get(Split.validation, 0),
@@ -97,6 +101,7 @@ def counts(session: Session, *, project_id: int) -> ProjectCounts:
         synthetic=synthetic or 0,
         labelled=labelled or 0,
         rounds=rounds or 0,
+        per_class=per_class,
     )
 
 

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Response, status
+from pydantic import BaseModel
 
-from app.api.deps import AdminUser, CurrentUser, SessionDep
+from app.api.deps import SESSION_COOKIE, AdminUser, CurrentUser, SessionDep
 from app.users import service
 from app.users.schemas import TokenIssued, UserCreate, UserList, UserRead
 
@@ -37,3 +38,23 @@ def issue_token(user_id: int, session: SessionDep, _: AdminUser) -> TokenIssued:
     if user is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "user not found")
     return TokenIssued(token=service.issue_token(session, user=user), user_id=user.id)
+
+
+class SessionCreate(BaseModel):
+    token: str
+
+
+@router.post("/session", response_model=UserRead)
+def create_session(body: SessionCreate, session: SessionDep, response: Response) -> UserRead:
+    """Sign the browser in: checks a token and sets an HttpOnly cookie that authorises GET requests."""
+    user = service.get_by_token(session, body.token.strip())
+    if user is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or invalid bearer token")
+    response.set_cookie(SESSION_COOKIE, body.token.strip(), httponly=True, samesite="strict", max_age=30 * 86400)
+    return UserRead.model_validate(user)
+
+
+@router.delete("/session", status_code=status.HTTP_204_NO_CONTENT)
+def delete_session(response: Response) -> None:
+    """Sign the browser out."""
+    response.delete_cookie(SESSION_COOKIE)

@@ -1,0 +1,126 @@
+// The engineer's project dashboard: rounds with live progress, trigger/cancel, learning curve,
+// simulation bands, latent map, per-class counts and exports.
+import { api } from "./api.js";
+import { latentMap, lineChart } from "./charts.js";
+import { fmtSeconds, h, pct, showError } from "./dom.js";
+
+const ACTIVE = new Set(["queued", "training", "selecting"]);
+
+export function dashboardView(root, project, me) {
+  const roundsBody = h("tbody");
+  const curve = h("div.curve");
+  const simCurve = h("div.curve");
+  const map = h("div");
+  const classCounts = h("table.counts");
+  const form = roundForm();
+  let timer = null;
+  let lastStatuses = "";
+
+  root.replaceChildren(h("section.dashboard", {},
+    h("h1", {}, `Dashboard: ${project.name}`),
+    h("p.summary", {}, `${project.counts.pool} pool images · ${project.counts.validation} validation · `,
+      `${project.counts.labelled} labelled · ${project.counts.synthetic} synthetic`),
+    h("div.columns", {},
+      h("div", {},
+        h("h2", {}, "Rounds"),
+        h("table.rounds", {}, h("thead", {}, h("tr", {}, ["#", "strategy", "status", "progress", "duration", "labels", "val. accuracy", ""].map((t) => h("th", { scope: "col" }, t)))), roundsBody),
+        me.role !== "annotator" ? form : null),
+      h("div", {}, h("h2", {}, "Labels per class"), classCounts,
+        me.role !== "annotator" ? h("p.exports", {},
+          h("a.button", { href: `/api/v1/projects/${project.id}/export?format=csv`, download: "" }, "Export CSV"), " ",
+          h("a.button", { href: `/api/v1/projects/${project.id}/export?format=json`, download: "" }, "Export JSON")) : null)),
+    h("h2", {}, "Learning curve"), curve,
+    h("h2", {}, "Simulated strategies"), simCurve,
+    h("h2", {}, "Latent map"), map));
+
+  function roundForm() {
+    const strategy = h("select", { id: "strategy", name: "strategy" });
+    const batch = h("input", { id: "batch", name: "batch_size", type: "number", min: "1", value: "20" });
+    const params = h("textarea", { id: "params", name: "params", rows: "2", placeholder: '{"alpha": 1.0}' });
+    const submit = h("button", { type: "submit" }, "Start round");
+    api("/strategies").then((res) => strategy.replaceChildren(...res.data.map((st) =>
+      h("option", { value: st.name, title: st.description, selected: st.name === "snn" }, st.name)))).catch(showError);
+    return h("form.round-form", {
+      onsubmit: async (e) => {
+        e.preventDefault();
+        showError(null);
+        let parsed = {};
+        try { parsed = params.value.trim() ? JSON.parse(params.value) : {}; } catch { showError(new Error("params must be JSON, e.g. {\"alpha\": 1.0}")); return; }
+        submit.disabled = true;
+        try {
+          await api(`/projects/${project.id}/rounds`, { method: "POST", body: { strategy: strategy.value, batch_size: Number(batch.value), params: parsed } });
+          await refresh();
+        } catch (err) { showError(err); } finally { submit.disabled = false; }
+      },
+    }, h("h3", {}, "New round"), h("label", { for: "strategy" }, "Strategy"), strategy,
+      h("label", { for: "batch" }, "Batch size"), batch, h("label", { for: "params" }, "Params (JSON)"), params, submit);
+  }
+
+  function roundRow(r) {
+    const m = r.metrics || {};
+    const active = ACTIVE.has(r.status);
+    const duration = r.finished_at && r.started_at ? (new Date(r.finished_at) - new Date(r.started_at)) / 1000 : null;
+    const bar = h("div.progress.small", { role: "progressbar", "aria-label": `Round ${r.index} progress`, "aria-valuenow": String(Math.round(r.progress * 100)), "aria-valuemin": "0", "aria-valuemax": "100" },
+      h("div.bar", { style: `width:${Math.round(r.progress * 100)}%` }), h("span.progress-text", {}, `${r.phase || r.status} ${Math.round(r.progress * 100)}%`));
+    const strategy = m.effective_strategy && m.effective_strategy !== r.strategy ? `${r.strategy} (${m.effective_strategy})` : r.strategy;
+    return h("tr", { dataset: { status: r.status } },
+      h("td", {}, r.index), h("td", {}, strategy),
+      h("td", {}, h("span", { class: `status ${r.status}`, title: r.error || "" }, r.status), r.error ? h("div.round-error", {}, r.error) : null),
+      h("td", {}, bar), h("td", {}, fmtSeconds(duration)), h("td", {}, m.labels ?? ""), h("td", {}, pct(m.accuracy)),
+      h("td", {}, active && me.role !== "annotator" ? h("button", {
+        type: "button", "aria-label": `Cancel round ${r.index}`,
+        onclick: async () => { try { await api(`/rounds/${r.id}/cancel`, { method: "POST" }); await refresh(); } catch (e) { showError(e); } },
+      }, "Cancel") : ""));
+  }
+
+  async function refresh() {
+    let rounds;
+    try { rounds = (await api(`/projects/${project.id}/rounds`)).data; } catch (e) { showError(e); return; }
+    roundsBody.replaceChildren(...rounds.slice().reverse().map(roundRow));
+    const statuses = rounds.map((r) => `${r.id}:${r.status}`).join(",");
+    if (statuses !== lastStatuses) {
+      lastStatuses = statuses;
+      await Promise.all([drawCurve(rounds), drawCounts(), drawMap()]);
+    }
+    clearTimeout(timer);
+    timer = setTimeout(refresh, rounds.some((r) => ACTIVE.has(r.status)) ? 1000 : 5000);
+  }
+
+  async function drawCurve(rounds) {
+    const points = rounds.filter((r) => r.metrics && r.metrics.accuracy !== null && r.metrics.accuracy !== undefined)
+      .map((r) => ({ x: r.metrics.labels, y: r.metrics.accuracy }));
+    curve.replaceChildren(lineChart([{ name: "this project", points }], { title: "Validation accuracy vs labels" }));
+  }
+
+  async function drawSimulations() {
+    try {
+      const sims = (await api(`/projects/${project.id}/simulations`)).data.filter((x) => x.status === "ready");
+      const latest = sims.at(-1);
+      if (!latest) { simCurve.replaceChildren(h("p.muted", {}, "No simulation yet (POST /projects/{id}/simulations on a pool uploaded with labels).")); return; }
+      const series = Object.entries(latest.summary.strategies).map(([name, st]) => ({
+        name, points: st.labels.map((x, i) => ({ x, y: st.mean_accuracy[i], lo: st.mean_accuracy[i] - st.std_accuracy[i], hi: st.mean_accuracy[i] + st.std_accuracy[i] })),
+      }));
+      series.push({ name: "full pool", dashed: true, color: "#000", points: series[0].points.map((p) => ({ x: p.x, y: latest.summary.full_pool_accuracy })) });
+      simCurve.replaceChildren(lineChart(series, { title: "Simulated accuracy vs labels (band: ±1 sd over seeds)" }));
+    } catch (e) { if (e.status !== 403) showError(e); simCurve.replaceChildren(); }
+  }
+
+  async function drawCounts() {
+    try {
+      const fresh = await api(`/projects/${project.id}`);
+      classCounts.replaceChildren(h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "class"), h("th", { scope: "col" }, "labels"))),
+        h("tbody", {}, fresh.classes.map((c) => h("tr", {}, h("td", {}, c), h("td", {}, fresh.counts.per_class[c] || 0)))));
+    } catch (e) { showError(e); }
+  }
+
+  async function drawMap() {
+    try {
+      const res = await api(`/projects/${project.id}/latent-map`);
+      map.replaceChildren(latentMap(res.data, { onOpen: (id) => window.open(`/api/v1/images/${id}/file`, "_blank", "noopener") }));
+    } catch (e) { showError(e); }
+  }
+
+  refresh();
+  drawSimulations();
+  return () => clearTimeout(timer);
+}

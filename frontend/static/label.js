@@ -1,0 +1,202 @@
+// The annotator's labelling view: one large image, class hotkeys, skip/undo, arrows, grid mode.
+import { api } from "./api.js";
+import { h, showError } from "./dom.js";
+
+// 1-9 first, then letters; g, s and z are kept for grid, skip and undo.
+const LETTERS = "abcdefhijklmnopqrtuvwxy";
+export function hotkeys(classes) {
+  return classes.map((_, i) => (i < 9 ? String(i + 1) : LETTERS[i - 9] ?? null));
+}
+
+const PREFETCH = 6;
+
+export function labelView(root, project) {
+  const keys = hotkeys(project.classes);
+  const keyToClass = Object.fromEntries(keys.map((k, i) => [k, project.classes[i]]).filter(([k]) => k));
+  const state = {
+    queue: [], index: 0, history: [], round: null, message: null, grid: false,
+    selected: new Set(), shownAt: performance.now(), busy: false, loading: true,
+  };
+
+  const progressBar = h("div.bar");
+  const progressText = h("span.progress-text");
+  const progress = h("div.progress", { role: "progressbar", "aria-label": "Round progress", "aria-valuemin": "0" },
+    progressBar, progressText);
+  const img = h("img.subject", { alt: "", width: "448", height: "448", decoding: "async" });
+  const badges = h("div.badges");
+  const stage = h("figure.stage", {}, img, badges);
+  const grid = h("div.grid", { role: "listbox", "aria-label": "Suggested images", "aria-multiselectable": "true" });
+  const empty = h("div.empty", { role: "status" });
+  const classButtons = h("div.classes", { role: "group", "aria-label": "Classes" },
+    project.classes.map((c, i) => h("button.class", {
+      type: "button", "aria-label": `Label ${c}${keys[i] ? ` (key ${keys[i]})` : ""}`,
+      onclick: () => labelWith(c),
+    }, keys[i] ? h("kbd", {}, keys[i]) : null, " ", c)));
+  const controls = h("div.controls", {},
+    h("button", { type: "button", onclick: () => move(-1), "aria-label": "Previous image (left arrow)" }, "← Prev"),
+    h("button", { type: "button", onclick: () => skip(), "aria-label": "Skip (S)" }, h("kbd", {}, "S"), " Skip"),
+    h("button", { type: "button", onclick: () => undo(), "aria-label": "Undo last label (Z)" }, h("kbd", {}, "Z"), " Undo"),
+    h("button", { type: "button", onclick: () => toggleGrid(), "aria-label": "Toggle grid mode (G)" }, h("kbd", {}, "G"), " Grid"),
+    h("button", { type: "button", onclick: () => move(1), "aria-label": "Next image (right arrow)" }, "Next →"));
+  const help = h("p.help", {}, "Keys: ", keys.filter(Boolean).length ? `${keys.filter(Boolean)[0]}–${keys.filter(Boolean).at(-1)} label · ` : "",
+    "S skip · Z/Backspace undo · ←/→ move · G grid (Space selects, Enter/keys label the selection)");
+  root.replaceChildren(h("section.label-view", {},
+    h("h1", {}, `Label: ${project.name}`), progress, stage, grid, empty, classButtons, controls, help));
+
+  const current = () => state.queue[state.index];
+
+  function prefetch() {
+    for (const item of state.queue.slice(state.index + 1, state.index + 1 + PREFETCH)) {
+      if (!item.prefetched) { item.prefetched = new Image(); item.prefetched.src = item.file_url; }
+    }
+  }
+
+  function render() {
+    const r = state.round;
+    const done = r ? r.done : 0;
+    const total = r ? r.batch_size : 0;
+    progressBar.style.width = total ? `${(100 * done) / total}%` : "0%";
+    progress.setAttribute("aria-valuemax", String(total));
+    progress.setAttribute("aria-valuenow", String(done));
+    progressText.textContent = r ? `${done} / ${total}, round ${r.index}` : "no open round";
+    const item = current();
+    const nothing = !item && !state.loading;
+    empty.hidden = !nothing;
+    empty.textContent = nothing ? `Nothing to label right now: ${state.message || "all items are done"}.` : "";
+    stage.hidden = state.grid || !item;
+    grid.hidden = !state.grid || !item;
+    classButtons.hidden = controls.hidden = !item;
+    if (item && !state.grid) {
+      if (img.dataset.id !== String(item.image_id)) {
+        img.src = item.file_url;
+        img.dataset.id = String(item.image_id);
+        img.alt = `Image ${item.image_id} to label${item.synthetic ? " (synthetic)" : ""}`;
+        state.shownAt = performance.now();
+      }
+      badges.replaceChildren(...[
+        item.synthetic ? h("span.badge.synthetic", {}, "synthetic (generated)") : null,
+        item.model_guess ? h("span.badge.guess", {}, `model guess: ${item.model_guess}`) : null,
+        h("span.badge.position", {}, `${state.index + 1} of ${state.queue.length} leased`),
+      ].filter(Boolean));
+    }
+    if (state.grid) renderGrid();
+    prefetch();
+  }
+
+  function renderGrid() {
+    grid.replaceChildren(...state.queue.map((item, i) => h("button.cell", {
+      type: "button", role: "option",
+      "aria-selected": state.selected.has(item.suggestion_id) ? "true" : "false",
+      "aria-label": `Image ${item.image_id}${item.synthetic ? " (synthetic)" : ""}`,
+      class: `cell${i === state.index ? " focused" : ""}${state.selected.has(item.suggestion_id) ? " selected" : ""}`,
+      onclick: () => { state.index = i; toggleSelect(item); },
+    }, h("img", { src: item.thumbnail_url, alt: "", width: "120", height: "120", loading: "lazy" }),
+       item.synthetic ? h("span.badge.synthetic", {}, "syn") : null)));
+    grid.children[state.index]?.focus({ preventScroll: false });
+  }
+
+  async function fetchMore() {
+    try {
+      const res = await api(`/projects/${project.id}/next`, { method: "POST", body: { limit: 20 } });
+      const known = new Set(state.queue.map((q) => q.suggestion_id));
+      for (const item of res.data) if (!known.has(item.suggestion_id)) state.queue.push(item);
+      state.round = res.round;
+      state.message = res.message;
+    } catch (e) { showError(e); }
+    state.loading = false;
+    render();
+  }
+
+  async function guarded(fn) {
+    if (state.busy) return;
+    state.busy = true;
+    showError(null);
+    try { await fn(); } catch (e) { showError(e); } finally { state.busy = false; render(); }
+    if (state.queue.length - state.index < 5 || !current()) await fetchMore();
+  }
+
+  function labelWith(label) {
+    if (state.grid && state.selected.size) return labelSelection(label);
+    const item = current();
+    if (!item) return;
+    return guarded(async () => {
+      const annotation = await api(`/images/${item.image_id}/annotations`, {
+        method: "POST", body: { label, duration_ms: Math.round(performance.now() - state.shownAt) },
+      });
+      state.history.push({ annotation, item, at: state.index });
+      state.queue.splice(state.index, 1);
+      state.index = Math.min(state.index, Math.max(0, state.queue.length - 1));
+      if (state.round) state.round.done += 1;
+    });
+  }
+
+  function labelSelection(label) {
+    return guarded(async () => {
+      const chosen = state.queue.filter((q) => state.selected.has(q.suggestion_id));
+      for (const item of chosen) {
+        const annotation = await api(`/images/${item.image_id}/annotations`, { method: "POST", body: { label } });
+        state.history.push({ annotation, item, at: state.queue.indexOf(item) });
+        state.queue.splice(state.queue.indexOf(item), 1);
+        state.selected.delete(item.suggestion_id);
+        if (state.round) state.round.done += 1;
+      }
+      state.index = Math.min(state.index, Math.max(0, state.queue.length - 1));
+    });
+  }
+
+  function skip() {
+    const item = current();
+    if (!item) return;
+    return guarded(async () => {
+      await api(`/suggestions/${item.suggestion_id}/skip`, { method: "POST" });
+      state.queue.splice(state.index, 1);
+      state.index = Math.min(state.index, Math.max(0, state.queue.length - 1));
+      if (state.round) state.round.done += 1;
+    });
+  }
+
+  function undo() {
+    const last = state.history.pop();
+    if (!last) return;
+    return guarded(async () => {
+      await api(`/annotations/${last.annotation.id}`, { method: "DELETE" });
+      const at = Math.min(last.at, state.queue.length);
+      state.queue.splice(at, 0, last.item);
+      state.index = at;
+      if (state.round) state.round.done -= 1;
+    });
+  }
+
+  function move(delta) {
+    if (!state.queue.length) return;
+    state.index = Math.max(0, Math.min(state.queue.length - 1, state.index + delta));
+    render();
+  }
+
+  function toggleGrid() { state.grid = !state.grid; render(); }
+  function toggleSelect(item) {
+    if (state.selected.has(item.suggestion_id)) state.selected.delete(item.suggestion_id);
+    else state.selected.add(item.suggestion_id);
+    render();
+  }
+
+  function onKey(event) {
+    if (event.target.closest?.("input, textarea, select")) return;
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    const key = event.key.toLowerCase();
+    let handled = true;
+    if (keyToClass[key]) labelWith(keyToClass[key]);
+    else if (key === "s") skip();
+    else if (key === "z" || key === "backspace") undo();
+    else if (key === "g") toggleGrid();
+    else if (key === "arrowright" || (state.grid && key === "arrowdown")) move(state.grid && key === "arrowdown" ? 4 : 1);
+    else if (key === "arrowleft" || (state.grid && key === "arrowup")) move(state.grid && key === "arrowup" ? -4 : -1);
+    else if (state.grid && key === " " && current()) toggleSelect(current());
+    else handled = false;
+    if (handled) event.preventDefault();
+  }
+  document.addEventListener("keydown", onKey);
+  render();
+  fetchMore();
+  return () => document.removeEventListener("keydown", onKey);
+}

@@ -1,0 +1,161 @@
+"""The web UI in a real browser (Debian's Chromium driven by Playwright) against a live server and
+worker. Screenshots of each page land in test-artifacts/screenshots/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import ARTIFACTS, IN_CI, LiveService, wait_for_round
+from tests.factories import create_project, digits_zip, mnist, upload
+
+CHROMIUM = os.environ.get("SUGGESTLAB_CHROMIUM", "/usr/bin/chromium")
+SHOTS = ARTIFACTS / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        if IN_CI:
+            pytest.fail(f"chromium not found at {CHROMIUM} (CI=true: failing instead of skipping)")
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def world(sqlite_service: LiveService) -> dict:
+    eng_id, eng = sqlite_service.new_user("engineer", "ui-engineer")
+    ann_id, ann = sqlite_service.new_user("annotator", "ui-annotator")
+    project = create_project(sqlite_service.admin, members=[eng_id, ann_id], vae_epochs=5, latent_dim=8)
+    pid = project["id"]
+    upload(sqlite_service.admin, pid, [("pool.zip", digits_zip(np.arange(600, 700), with_labels=False))])
+    upload(
+        sqlite_service.admin, pid, [("val.zip", digits_zip(np.arange(800, 840), with_labels=True))], split="validation"
+    )
+    created = sqlite_service.client(eng).post(f"/projects/{pid}/rounds", json={"strategy": "random", "batch_size": 6})
+    assert wait_for_round(sqlite_service.client(eng), created.json()["id"])["status"] == "ready"
+    names = {
+        i["id"]: i["original_name"]
+        for i in sqlite_service.admin.get(f"/projects/{pid}/images", params={"per_page": 500}).json()["data"]
+    }
+    return {"pid": pid, "eng": eng, "ann": ann, "names": names}
+
+
+def _page(browser, service: LiveService, token: str):  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    page = context.new_page()
+    page.goto(service.base_url + "/#/login")
+    page.get_by_label("Access token").fill(token)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("h1:has-text('Projects')")
+    return page
+
+
+def test_annotator_labels_a_batch_with_the_keyboard_alone(browser, sqlite_service: LiveService, world: dict) -> None:  # type: ignore[no-untyped-def]
+    page = _page(browser, sqlite_service, world["ann"])
+    page.screenshot(path=str(SHOTS / "projects.png"))
+    page.goto(f"{sqlite_service.base_url}/#/label/{world['pid']}")
+    page.wait_for_selector(".progress-text:has-text('0 / 6, round 1')")
+    page.wait_for_function(
+        "document.querySelector('img.subject').complete && document.querySelector('img.subject').naturalWidth > 0"
+    )
+    page.screenshot(path=str(SHOTS / "labelling.png"))
+    digits = mnist()
+    expected: dict[int, str] = {}
+    for step in range(6):
+        image_id = int(page.locator("img.subject").get_attribute("data-id"))
+        index = int(world["names"][image_id].split("-")[1].split(".")[0])
+        label = str(digits.labels[index])
+        # Classes "0".."9" have hotkeys 1..9 then "a".
+        key = str(int(label) + 1) if label != "9" else "a"
+        page.keyboard.press(key)
+        expected[image_id] = label
+        page.wait_for_selector(f".progress-text:has-text('{step + 1} / 6, round 1')")
+    page.wait_for_selector(".empty:has-text('Nothing to label right now')")
+    page.screenshot(path=str(SHOTS / "labelling-done.png"))
+    client = sqlite_service.client(world["eng"])
+    rows = client.get(f"/projects/{world['pid']}/export", params={"format": "json"}).json()["data"]
+    assert {r["image_id"]: r["label"] for r in rows} == expected
+    assert {r["annotator"] for r in rows} == {"ui-annotator"}
+
+    # Z undoes the last label: it is gone from the database and the image is back on screen.
+    page.keyboard.press("z")
+    page.wait_for_selector(".progress-text:has-text('5 / 6, round 1')")
+    rows = client.get(f"/projects/{world['pid']}/export", params={"format": "json"}).json()["data"]
+    assert len(rows) == 5
+    undone = int(page.locator("img.subject").get_attribute("data-id"))
+    assert undone in expected and undone not in {r["image_id"] for r in rows}
+    # A reload keeps the annotator's leased item.
+    page.reload()
+    page.wait_for_selector(f"img.subject[data-id='{undone}']")
+    page.keyboard.press("1")
+    page.wait_for_selector(".progress-text:has-text('6 / 6, round 1')")
+
+
+def test_engineer_triggers_a_round_and_sees_it_finish(browser, sqlite_service: LiveService, world: dict) -> None:  # type: ignore[no-untyped-def]
+    page = _page(browser, sqlite_service, world["eng"])
+    page.goto(f"{sqlite_service.base_url}/#/dashboard/{world['pid']}")
+    page.wait_for_selector("table.rounds tbody tr")
+    page.wait_for_selector("#strategy option[value='entropy']", state="attached")
+    page.select_option("#strategy", "entropy")
+    page.fill("#batch", "5")
+    page.click("button:has-text('Start round')")
+    page.wait_for_selector("table.rounds tbody tr:first-child td:first-child:has-text('2')")
+    page.wait_for_selector("table.rounds tbody tr[data-status='ready']:first-child", timeout=120_000)
+    # The learning curve has the new round's point and the latent map shows the new suggestions.
+    page.wait_for_selector(".curve svg circle")
+    page.wait_for_selector(".latent-map circle.suggested")
+    assert page.locator(".latent-map circle.labelled").count() >= 6
+    page.screenshot(path=str(SHOTS / "dashboard.png"), full_page=True)
+    page.locator(".latent-map circle.labelled").first.hover()
+    page.wait_for_selector(".latent-map .tip:not([hidden]) img")
+
+
+def test_admin_uploads_a_zip_and_sees_the_report(browser, sqlite_service: LiveService, world: dict) -> None:  # type: ignore[no-untyped-def]
+    import io
+    import zipfile
+
+    page = _page(browser, sqlite_service, sqlite_service.admin_token)
+    page.goto(f"{sqlite_service.base_url}/#/admin")
+    page.wait_for_selector("h2:has-text('Upload images')")
+    page.select_option("#upload-project", str(world["pid"]))
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("new-1.png", _png(1))
+        zf.writestr("new-2.png", _png(2))
+        zf.writestr("../escape.png", _png(3))
+        zf.writestr("readme.txt", b"not an image")
+    page.set_input_files(
+        "#upload-files", files=[{"name": "batch.zip", "mimeType": "application/zip", "buffer": archive.getvalue()}]
+    )
+    page.wait_for_selector(".report-summary:has-text('2 accepted')")
+    assert "contains .." in page.locator("table.rejected").inner_text()
+    assert page.locator("table.rejected tbody tr").count() == 2
+    page.screenshot(path=str(SHOTS / "admin-upload.png"), full_page=True)
+
+
+def _png(seed: int) -> bytes:
+    from tests.factories import png
+
+    return png(seed + 1000)
