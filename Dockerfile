@@ -21,8 +21,8 @@ RUN groupadd --system --gid 10001 suggestlab \
     && useradd --system --uid 10001 --gid suggestlab --home-dir /home/suggestlab --create-home suggestlab \
     && mkdir -p /data && chown suggestlab:suggestlab /data
 COPY --from=build /wheels /wheels
-RUN python -m pip install --no-index --find-links /wheels suggestlab && rm -rf /wheels
-USER suggestlab
+RUN python -m pip install --no-index --find-links /wheels suggestlab==0.1.0 && rm -rf /wheels
+USER 10001:10001
 WORKDIR /home/suggestlab
 VOLUME ["/data"]
 EXPOSE 8000

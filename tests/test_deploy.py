@@ -1,0 +1,66 @@
+"""The deployment files validate: docker-compose.yml with `docker-compose config`, the Dockerfile
+with hadolint (both installed from PyPI by the dev extras)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is missing: pip install -e '.[dev]' installs it")
+    return path
+
+
+def test_compose_file_validates_and_is_production_shaped() -> None:
+    result = subprocess.run(
+        [
+            _tool("docker-compose"),
+            "--env-file",
+            str(ROOT / ".env.example"),
+            "-f",
+            str(ROOT / "docker-compose.yml"),
+            "config",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    services = config["services"]
+    assert {"postgres", "redis", "migrate", "api", "worker-training", "worker-light"} <= set(services)
+    redis_command = " ".join(services["redis"]["command"])
+    assert "--appendonly yes" in redis_command and "--maxmemory-policy noeviction" in redis_command
+    assert services["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert "healthcheck" in services["api"]
+    training = services["worker-training"]
+    assert "--concurrency 1" in " ".join(training["command"]) and "training" in training["command"]
+    devices = training["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+    assert "light" in services["worker-light"]["command"]
+    assert {"postgres-data", "redis-data", "suggestlab-data"} <= set(config["volumes"])
+
+
+def test_compose_refuses_to_start_without_secrets() -> None:
+    result = subprocess.run(
+        [_tool("docker-compose"), "-f", str(ROOT / "docker-compose.yml"), "config"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin:" + str(Path(_tool("docker-compose")).parent)},
+    )
+    assert result.returncode != 0 or "required variable POSTGRES_PASSWORD" in result.stderr
+
+
+def test_dockerfile_lints_clean() -> None:
+    result = subprocess.run([_tool("hadolint"), str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
