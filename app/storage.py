@@ -77,6 +77,20 @@ class S3Storage:
             aws_secret_access_key=settings.s3_secret_key,
             region_name=settings.s3_region,
         )
+        self._ensure_bucket()
+
+    def _ensure_bucket(self) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            try:
+                self.client.create_bucket(Bucket=self.bucket)
+            except ClientError as exc:
+                # Another process may have created it meanwhile; anything else is a real error.
+                if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise StorageError(f"cannot use bucket {self.bucket!r}: {exc}") from exc
 
     def put(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=_check_key(key), Body=data)
