@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request, status
@@ -13,15 +16,51 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from app.api.routes import annotations, images, latent, projects, rounds, simulations, users
 from app.core.db import session_factory
-from app.core.settings import get_settings
+from app.core.settings import Settings, get_settings
 
 log = logging.getLogger("suggestlab.api")
 FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
 
 
+async def sweep_stale_rounds(interval: float) -> None:
+    """Every `interval` seconds: re-send rounds whose worker died (see rounds.service.requeue_stale)."""
+    settings = get_settings()
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(_sweep_once, settings)
+        except Exception:
+            log.warning("stale-round sweep failed", exc_info=True)
+
+
+def _sweep_once(settings: Settings) -> None:
+    from app.core.db import session_scope
+    from app.core.queue import enqueue_round
+    from app.rounds.service import requeue_stale
+
+    with session_scope(settings) as session:
+        requeued = requeue_stale(
+            session, stale_seconds=settings.round_stale_seconds, max_attempts=settings.round_max_attempts
+        )
+    for round_id in requeued:
+        log.warning("round %s lost its worker; queued again", round_id)
+        enqueue_round(round_id)
+
+
+@asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    settings = get_settings()
+    task = asyncio.create_task(sweep_stale_rounds(max(1.0, settings.round_stale_seconds / 4)))
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
 def create_app() -> FastAPI:
     settings = get_settings()
     app = FastAPI(
+        lifespan=lifespan,
         title="SuggestLab",
         version="0.1.0",
         description="Active-learning annotation service: which images to label next.",

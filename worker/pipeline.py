@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -91,7 +92,33 @@ class Reporter:
                 raise RoundCancelled
 
 
+def _previous_runner_alive(round_id: int, settings: Settings) -> bool | None:
+    """None: nothing to do (finished or gone). True: another live worker runs it. False: claimable.
+
+    A queued round is claimable at once. A round that is already training was started by a worker
+    that is either still alive (fresh heartbeat: leave it alone) or dead (a redelivery after a crash:
+    take over once its heartbeat has gone quiet for a few intervals).
+    """
+    patience = 3 * settings.round_heartbeat_seconds
+    deadline = time.monotonic() + patience + settings.round_heartbeat_seconds
+    while True:
+        with session_scope(settings) as session:
+            round_ = session.get(Round, round_id)
+            if round_ is None or round_.status not in ACTIVE_STATUSES:
+                return None
+            if round_.status == RoundStatus.queued or round_.heartbeat_at is None:
+                return False
+            quiet = (utcnow() - round_.heartbeat_at).total_seconds()
+        if quiet > patience:
+            return False
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(settings.round_heartbeat_seconds / 2)
+
+
 def _claim(round_id: int, settings: Settings) -> RoundInputs | None:
+    if _previous_runner_alive(round_id, settings) is not False:
+        return None
     with session_scope(settings) as session:
         round_ = session.get(Round, round_id, with_for_update=True)
         if round_ is None or round_.status not in ACTIVE_STATUSES:
@@ -367,10 +394,45 @@ def _latent_space(
     return vae, latents, {"vae": key, "latents": latents_key}, info
 
 
+class Heartbeat:
+    """Writes the round's heartbeat from a background thread while the task runs, so long steps
+    without progress reports (a big VAE epoch) never look like a dead worker."""
+
+    def __init__(self, round_id: int, settings: Settings) -> None:
+        self.round_id, self.settings = round_id, settings
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-round-{round_id}", daemon=True)
+
+    def _beat(self) -> None:
+        while not self.stop.wait(self.settings.round_heartbeat_seconds):
+            try:
+                with session_scope(self.settings) as session:
+                    session.execute(
+                        update(Round)
+                        .where(Round.id == self.round_id, Round.status.in_([s.value for s in ACTIVE_STATUSES]))
+                        .values(heartbeat_at=utcnow())
+                    )
+            except Exception:  # a missed beat is harmless; the next one retries
+                log.warning("heartbeat for round %s failed", self.round_id, exc_info=True)
+
+    def __enter__(self) -> Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
 def run_round(round_id: int, settings: Settings) -> None:
     inputs = _claim(round_id, settings)
     if inputs is None:
         return
+    with Heartbeat(round_id, settings):
+        _run_claimed(round_id, inputs, settings)
+
+
+def _run_claimed(round_id: int, inputs: RoundInputs, settings: Settings) -> None:
     storage = get_storage(settings)
     report = Reporter(round_id, settings)
     try:

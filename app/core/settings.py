@@ -42,6 +42,11 @@ class Settings(BaseSettings):
 
     lease_seconds: int = 600
     round_max_attempts: int = 3
+    # A running round's worker writes a heartbeat this often; a round whose heartbeat is older than
+    # round_stale_seconds is taken to have lost its worker and is queued again (or failed after
+    # round_max_attempts).
+    round_heartbeat_seconds: float = 5.0
+    round_stale_seconds: float = 120.0
     # None: start a worker inside `serve` only when the broker is the embedded one.
     embedded_worker: bool | None = None
     auto_migrate: bool = True

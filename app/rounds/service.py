@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -76,3 +77,37 @@ def fail(session: Session, *, round_id: int, error: str) -> None:
 
 def suggestions(session: Session, *, round_id: int) -> list[Suggestion]:
     return list(session.scalars(select(Suggestion).where(Suggestion.round_id == round_id).order_by(Suggestion.rank)))
+
+
+def requeue_stale(session: Session, *, stale_seconds: float, max_attempts: int) -> list[int]:
+    """Rounds whose worker went quiet: queued again (returned, to be re-sent) or failed for good.
+
+    Each change is a conditional UPDATE, so several API processes sweeping at once cannot both
+    re-send the same round.
+    """
+    cutoff = utcnow() - timedelta(seconds=stale_seconds)
+    running = (RoundStatus.training.value, RoundStatus.selecting.value)
+    stale = session.execute(
+        select(Round.id, Round.attempts).where(Round.status.in_(running), Round.heartbeat_at < cutoff)
+    ).all()
+    requeued: list[int] = []
+    for round_id, attempts in stale:
+        values: dict[str, Any]
+        if attempts >= max_attempts:
+            values = {
+                "status": RoundStatus.failed,
+                "phase": "failed",
+                "finished_at": utcnow(),
+                "error": f"the worker stopped responding (no heartbeat for {stale_seconds:.0f} s) "
+                f"on each of {attempts} attempts",
+            }
+        else:
+            values = {"status": RoundStatus.queued, "phase": "requeued: worker lost"}
+        result = session.execute(
+            update(Round)
+            .where(Round.id == round_id, Round.status.in_(running), Round.heartbeat_at < cutoff)
+            .values(**values)
+        )
+        if result.rowcount and values["status"] == RoundStatus.queued:  # type: ignore[attr-defined]
+            requeued.append(round_id)
+    return requeued

@@ -1,0 +1,112 @@
+"""Rounds survive a worker killed with SIGKILL mid-round: on SQLite with the embedded broker (the pool
+child dies, the message is redelivered) and on PostgreSQL + Redis (the whole worker dies, the API's
+sweeper notices the silent heartbeat and re-sends the round to a new worker)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from tests.conftest import ARTIFACTS, LiveService, start_service, wait_for_round
+from tests.factories import create_project, digits_zip, upload
+
+FAST_FAILURE = {"SUGGESTLAB_ROUND_HEARTBEAT_SECONDS": "1", "SUGGESTLAB_ROUND_STALE_SECONDS": "6"}
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def _descendants(pid: int) -> list[int]:
+    found = []
+    for child in _children(pid):
+        found += [child, *_descendants(child)]
+    return found
+
+
+def _slow_project(service: LiveService) -> int:
+    # A VAE with many epochs keeps the round in its "training VAE" phase long enough to kill it.
+    project = create_project(service.admin, vae_epochs=120, latent_dim=8)
+    upload(service.admin, project["id"], [("pool.zip", digits_zip(np.arange(300), with_labels=False))])
+    return project["id"]
+
+
+def _wait_for_phase(service: LiveService, round_id: int, phase: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = service.admin.get(f"/rounds/{round_id}").json()
+        if state["phase"] == phase:
+            return
+        assert state["status"] in ("queued", "training", "selecting"), state
+        time.sleep(0.2)
+    raise AssertionError(f"round {round_id} never reached phase {phase!r}")
+
+
+def _assert_finished_once(service: LiveService, round_id: int, batch: int) -> dict:
+    state = wait_for_round(service.admin, round_id, timeout=300)
+    assert state["status"] == "ready", state
+    assert state["attempts"] == 2, state
+    suggestions = service.admin.get(f"/rounds/{round_id}/suggestions").json()["data"]
+    assert len(suggestions) == batch
+    assert len({s["image_id"] for s in suggestions}) == batch
+    assert [s["rank"] for s in suggestions] == list(range(1, batch + 1))
+    return state
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
+    service = start_service(tmp_path_factory.mktemp("faults"), FAST_FAILURE, separate_worker=False, name="faults")
+    yield service
+    service.stop()
+
+
+def test_killed_pool_process_round_is_redelivered(embedded: LiveService) -> None:
+    pid = _slow_project(embedded)
+    round_id = embedded.admin.post(f"/projects/{pid}/rounds", json={"strategy": "random", "batch_size": 7}).json()["id"]
+    _wait_for_phase(embedded, round_id, "training VAE")
+    serve = embedded.processes[0]
+    worker_main = _children(serve.pid)[0]
+    pool = _children(worker_main)
+    assert pool, "the worker should run its task in a pool child"
+    for child in pool:
+        os.kill(child, signal.SIGKILL)
+    _assert_finished_once(embedded, round_id, batch=7)
+
+
+@pytest.mark.postgres
+def test_whole_worker_killed_round_is_resent_by_the_sweeper(
+    tmp_path_factory: pytest.TempPathFactory, postgres_url: str, redis_url: str
+) -> None:
+    env = {**FAST_FAILURE, "SUGGESTLAB_DATABASE_URL": postgres_url, "SUGGESTLAB_BROKER_URL": redis_url}
+    service = start_service(tmp_path_factory.mktemp("faults-pg"), env, separate_worker=True, name="faults-pg")
+    try:
+        pid = _slow_project(service)
+        round_id = service.admin.post(f"/projects/{pid}/rounds", json={"strategy": "random", "batch_size": 6}).json()[
+            "id"
+        ]
+        _wait_for_phase(service, round_id, "training VAE")
+        worker = service.processes[1]
+        for victim in [*_descendants(worker.pid), worker.pid]:
+            os.kill(victim, signal.SIGKILL)
+        worker.wait(10)
+        log = (ARTIFACTS / "faults-pg-worker2.log").open("wb")
+        service.processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "worker", "--log-level", "warning"],
+                env=service.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+        state = _assert_finished_once(service, round_id, batch=6)
+        assert state["error"] is None
+    finally:
+        service.stop()
