@@ -69,7 +69,7 @@ def report(runs: list[dict]) -> str:
         strategies = summary["strategies"]
         max_labels = max(s["labels"][-1] for s in strategies.values())
         lines += [
-            f"## {run['dataset']}, {run['regime']} budget "
+            f"## {run['dataset']}, {run['regime']} budget{' — ' + run['tag'] if run.get('tag') else ''} "
             f"({run['config']['initial']} + {run['config']['rounds']} x {run['config']['batch']} labels, "
             f"{run['seeds']} seeds, {run['minutes']:.0f} min)",
             "",
@@ -140,6 +140,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--params", default="", help="JSON per strategy")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    parser.add_argument("--tag", default="", help="suffix of the result folders, to keep a follow-up run apart")
     args = parser.parse_args()
     out = Path(args.out)
     command = "python benchmarks/label_efficiency.py " + " ".join(sys.argv[1:])
@@ -163,8 +164,8 @@ def main() -> int:
                 cache=out / "cache",
                 progress=lambda done, total: print(f"  {done}/{total} rounds", flush=True),
             )
-            run_dir = out / f"{dataset}-{regime_name}"
-            title = f"{dataset}, {regime_name} budget"
+            run_dir = out / f"{dataset}-{regime_name}{'-' + args.tag if args.tag else ''}"
+            title = f"{dataset}, {regime_name} budget{' (' + args.tag + ')' if args.tag else ''}"
             paths = write_results(rows, run_dir, title, full)
             meta = {
                 "dataset": dataset,
@@ -174,6 +175,7 @@ def main() -> int:
                 "minutes": round((time.monotonic() - started) / 60, 1),
                 "dir": run_dir.name,
                 "command": command,
+                "tag": args.tag,
                 "strategy_params": config.params,
             }
             (run_dir / "meta.json").write_text(json.dumps(meta, indent=2))

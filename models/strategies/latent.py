@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from models.latent_index import LatentIndex
 from models.strategies.base import Selection, SelectionContext, Strategy, SyntheticItem
+from models.strategies.coreset import k_center_greedy
 
 
 def latent_ascent(
@@ -163,7 +164,11 @@ class SNNStrategy(Strategy):
       * every moved code contributes `neighbours` candidates, not one;
       * candidates are chosen by uncertainty-weighted k-center greedy over the latents, seeded with the
         labelled codes, which spreads the batch and refuses near-copies of labelled images;
-      * sources are sampled class-stratified so every class keeps being explored.
+      * sources are sampled class-stratified so every class keeps being explored;
+      * while labels are few (under `explore_until_per_class` per class), `explore_share` of the batch
+        goes to plain coverage (k-center over the whole pool): a model trained on a handful of labels
+        is not yet worth climbing. On digits this fixed the one budget where SNN trailed random
+        (40 labels: 0.853 vs 0.894; the half-coverage mix reached 0.928).
     """
 
     name = "snn"
@@ -176,6 +181,8 @@ class SNNStrategy(Strategy):
             "n_sources": 500,
             "neighbours": 30,
             "uncertainty_weight": 1.0,
+            "explore_share": 0.5,
+            "explore_until_per_class": 10,
         }
 
     def select(self, ctx: SelectionContext, batch_size: int) -> Selection:
@@ -183,6 +190,29 @@ class SNNStrategy(Strategy):
         if n == 0 or batch_size <= 0:
             return Selection()
         assert ctx.candidate_features is not None and ctx.labelled_features is not None
+        batch_size = min(batch_size, n)
+        explore = 0
+        if len(ctx.labelled_ids) < self.params["explore_until_per_class"] * ctx.n_classes:
+            explore = min(batch_size, round(batch_size * self.params["explore_share"]))
+        picked, gaps = k_center_greedy(ctx.candidate_features, ctx.labelled_features, explore)
+        selection = Selection(
+            image_ids=[int(ctx.candidate_ids[i]) for i in picked],
+            scores=list(gaps),
+            reasons=[{"strategy": self.name, "part": "explore", "coverage_gap": round(g, 4)} for g in gaps],
+        )
+        if batch_size - explore <= 0:
+            return selection
+        covered = np.concatenate([ctx.labelled_features, ctx.candidate_features[picked]]) if picked else None
+        rest = self._climb(ctx, batch_size - explore, set(picked), covered)
+        selection.image_ids += rest.image_ids
+        selection.scores += rest.scores
+        selection.reasons += rest.reasons
+        return selection
+
+    def _climb(self, ctx: SelectionContext, batch_size: int, taken: set[int], covered: np.ndarray | None) -> Selection:
+        """The latent-ascent part: neighbours of moved codes, uncertainty-weighted k-center among them."""
+        assert ctx.candidate_features is not None and ctx.labelled_features is not None
+        n = len(ctx.candidate_ids)
         index = _candidate_index(ctx)
         scale = _nn_scale(index, ctx.candidate_features, ctx.rng)
         params = {**self.params, "alpha": self.params["alpha"] * scale}
@@ -192,19 +222,21 @@ class SNNStrategy(Strategy):
         for row in range(len(src)):
             for col in range(pos.shape[1]):
                 c = int(pos[row, col])
-                if c >= 0 and (c not in pool or dist[row, col] < pool[c][1]):
+                if c >= 0 and c not in taken and (c not in pool or dist[row, col] < pool[c][1]):
                     pool[c] = (row, float(dist[row, col]), float(loss[row]))
         if len(pool) < batch_size:
             # Too few distinct neighbours (tiny pool): the rest of the pool joins as candidates.
             for c in range(n):
-                pool.setdefault(c, (-1, float("nan"), 0.0))
+                if c not in taken:
+                    pool.setdefault(c, (-1, float("nan"), 0.0))
         cand = np.fromiter(pool.keys(), dtype=np.int64)
         weight = np.ones(len(cand))
         if ctx.probabilities is not None and self.params["uncertainty_weight"] > 0:
             p = np.sort(np.clip(ctx.probabilities[cand], 1e-12, 1), axis=1)
             margin = 1.0 - (p[:, -1] - p[:, -2])
             weight = (1e-3 + margin) ** self.params["uncertainty_weight"]
-        picked, gaps = _weighted_k_center(ctx.candidate_features[cand], ctx.labelled_features, weight, batch_size)
+        seeds = covered if covered is not None else ctx.labelled_features
+        picked, gaps = _weighted_k_center(ctx.candidate_features[cand], seeds, weight, batch_size)
         selection = Selection()
         for i, gap in zip(picked, gaps, strict=True):
             c = int(cand[i])

@@ -125,3 +125,12 @@ def test_latent_strategies_explain_missing_inputs(trained: dict, digits: tuple[n
     with pytest.raises(ValueError, match="vae"):
         get_strategy("snn").select(ctx, 5)
     torch.manual_seed(0)
+
+
+def test_snn_explores_while_labels_are_few(trained: dict, digits: tuple[np.ndarray, np.ndarray]) -> None:
+    ctx = _latent_context(trained, digits, seed=0)  # 40 labels, 10 classes: under 10 per class
+    parts = [r.get("part") for r in get_strategy("snn").select(ctx, 10).reasons]
+    assert parts.count("explore") == 5
+    later = get_strategy("snn", explore_until_per_class=2).select(ctx, 10)
+    assert all(r.get("part") != "explore" for r in later.reasons)
+    assert len(set(later.image_ids)) == 10
