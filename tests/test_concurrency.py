@@ -1,0 +1,78 @@
+"""20 annotators at once on one round (threads on loopback, bounded in time): no item is leased to two
+people, and every acknowledged label is stored exactly once. On SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from tests.conftest import LiveService, wait_for_round
+from tests.factories import create_project, digits_zip, upload
+
+ANNOTATORS = 20
+BATCH = 100
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_twenty_annotators_one_round(backend: str, request: pytest.FixtureRequest) -> None:
+    service: LiveService = request.getfixturevalue(f"{backend}_service")
+    people = [service.new_user("annotator") for _ in range(ANNOTATORS)]
+    project = create_project(service.admin, members=[uid for uid, _ in people], vae_epochs=2, latent_dim=8)
+    pid = project["id"]
+    upload(service.admin, pid, [("pool.zip", digits_zip(np.arange(3000, 3130), with_labels=False))])
+    created = service.admin.post(f"/projects/{pid}/rounds", json={"strategy": "random", "batch_size": BATCH})
+    assert wait_for_round(service.admin, created.json()["id"])["status"] == "ready"
+
+    leased_by: dict[int, set[int]] = defaultdict(set)
+    acknowledged: list[tuple[int, int, int]] = []  # (user, image, annotation id)
+    errors: list[str] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + 120
+
+    def annotate(user_id: int, token: str) -> None:
+        with service.client(token) as client:
+            while time.monotonic() < deadline:
+                batch = client.post(f"/projects/{pid}/next", json={"limit": 3})
+                if batch.status_code != 200:
+                    with lock:
+                        errors.append(f"next {batch.status_code} {batch.text}")
+                    continue
+                items = batch.json()["data"]
+                if not items:
+                    return
+                for item in items:
+                    with lock:
+                        leased_by[item["suggestion_id"]].add(user_id)
+                    response = client.post(f"/images/{item['image_id']}/annotations", json={"label": str(user_id % 10)})
+                    if response.status_code in (200, 201):
+                        with lock:
+                            acknowledged.append((user_id, item["image_id"], response.json()["id"]))
+                    else:
+                        with lock:
+                            errors.append(f"label {response.status_code} {response.text}")
+
+    threads = [threading.Thread(target=annotate, args=person) for person in people]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=150)
+    assert not any(t.is_alive() for t in threads), "annotators did not finish in time"
+    assert errors == []
+    shared = {s: users for s, users in leased_by.items() if len(users) > 1}
+    assert shared == {}, f"items leased to more than one annotator: {shared}"
+    assert len(leased_by) == BATCH
+    assert len(acknowledged) == BATCH
+    assert len({image for _, image, _ in acknowledged}) == BATCH
+    stored = service.admin.get(f"/projects/{pid}/export", params={"format": "json"}).json()["data"]
+    assert len(stored) == BATCH
+    by_image = {row["image_id"]: row for row in stored}
+    names = {uid: service.client(token).get("/me").json()["name"] for uid, token in people}
+    for user_id, image_id, _ in acknowledged:
+        assert by_image[image_id]["annotator"] == names[user_id]
+        assert by_image[image_id]["label"] == str(user_id % 10)
+    labelled = service.admin.get(f"/projects/{pid}/images", params={"labelled": True}).json()["count"]
+    assert labelled == BATCH
