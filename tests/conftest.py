@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,26 +130,34 @@ def sqlite_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSer
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL database, dropped at the end of the session."""
+def postgres_db_factory() -> Iterator[Callable[[], str]]:
+    """Makes throwaway PostgreSQL databases on demand (one per live service, so no two services ever
+    share rows or a queue); all are dropped at the end of the session."""
     import psycopg
 
     base = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
-    name = f"suggestlab_test_{secrets.token_hex(4)}"
     try:
-        admin = psycopg.connect(base, autocommit=True, connect_timeout=5)
+        psycopg.connect(base, autocommit=True, connect_timeout=5).close()
     except psycopg.OperationalError as exc:
         service_unavailable("PostgreSQL", exc)
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"suggestlab_test_{secrets.token_hex(4)}"
+        with psycopg.connect(base, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+
+    yield make
     with psycopg.connect(base, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for name in created:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """An empty Redis db number claimed for this session, flushed at the end."""
+def redis_db_factory() -> Iterator[Callable[[], str]]:
+    """Claims empty Redis database numbers on demand; each is flushed at the end of the session."""
     import redis
 
     try:
@@ -157,13 +165,29 @@ def redis_url() -> Iterator[str]:
     except redis.RedisError as exc:
         service_unavailable("Redis", exc)
     claim = f"suggestlab-test-{secrets.token_hex(4)}"
-    for number in range(15, 0, -1):
-        client = redis.Redis.from_url(f"{REDIS_URL}/{number}")
-        if client.dbsize() == 0 and client.set("suggestlab:test-claim", claim, nx=True):
-            yield f"{REDIS_URL}/{number}"
-            client.flushdb()
-            return
-    pytest.fail("no empty Redis database number left for the tests")
+    claimed: list[redis.Redis] = []
+
+    def make() -> str:
+        for number in range(15, 0, -1):
+            client = redis.Redis.from_url(f"{REDIS_URL}/{number}")
+            if client.dbsize() == 0 and client.set("suggestlab:test-claim", claim, nx=True):
+                claimed.append(client)
+                return f"{REDIS_URL}/{number}"
+        pytest.fail("no empty Redis database number left for the tests")
+
+    yield make
+    for client in claimed:
+        client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_db_factory: Callable[[], str]) -> str:
+    return postgres_db_factory()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_db_factory: Callable[[], str]) -> str:
+    return redis_db_factory()
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -34,7 +34,7 @@ def _descendants(pid: int) -> list[int]:
 
 def _slow_project(service: LiveService) -> int:
     # A VAE with many epochs keeps the round in its "training VAE" phase long enough to kill it.
-    project = create_project(service.admin, vae_epochs=120, latent_dim=8)
+    project = create_project(service.admin, vae_epochs=60, latent_dim=8)
     upload(service.admin, project["id"], [("pool.zip", digits_zip(np.arange(300), with_labels=False))])
     return project["id"]
 
@@ -83,9 +83,15 @@ def test_killed_pool_process_round_is_redelivered(embedded: LiveService) -> None
 
 @pytest.mark.postgres
 def test_whole_worker_killed_round_is_resent_by_the_sweeper(
-    tmp_path_factory: pytest.TempPathFactory, postgres_url: str, redis_url: str
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_db_factory: Callable[[], str],
+    redis_db_factory: Callable[[], str],
 ) -> None:
-    env = {**FAST_FAILURE, "SUGGESTLAB_DATABASE_URL": postgres_url, "SUGGESTLAB_BROKER_URL": redis_url}
+    env = {
+        **FAST_FAILURE,
+        "SUGGESTLAB_DATABASE_URL": postgres_db_factory(),
+        "SUGGESTLAB_BROKER_URL": redis_db_factory(),
+    }
     service = start_service(tmp_path_factory.mktemp("faults-pg"), env, separate_worker=True, name="faults-pg")
     try:
         pid = _slow_project(service)

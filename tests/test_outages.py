@@ -4,7 +4,7 @@ clear message instead of 500, recovers by itself, and no acknowledged label is l
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -25,7 +25,12 @@ def _through(url: str, proxy: FlakyProxy) -> str:
 
 
 @pytest.fixture(scope="module")
-def proxied(tmp_path_factory: pytest.TempPathFactory, postgres_url: str, redis_url: str) -> Iterator[dict]:
+def proxied(
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_db_factory: Callable[[], str],
+    redis_db_factory: Callable[[], str],
+) -> Iterator[dict]:
+    postgres_url, redis_url = postgres_db_factory(), redis_db_factory()
     pg, rd = urlsplit(postgres_url), urlsplit(redis_url)
     pg_proxy = FlakyProxy(pg.hostname or "127.0.0.1", pg.port or 5432)
     redis_proxy = FlakyProxy(rd.hostname or "127.0.0.1", rd.port or 6379)
