@@ -180,7 +180,12 @@ def main() -> int:
             }
             (run_dir / "meta.json").write_text(json.dumps(meta, indent=2))
             print(f"  wrote {paths['summary']}", flush=True)
-            (out / "README.md").write_text(report(collect(out)))
+            notes = out / "NOTES.md"
+            text = report(collect(out))
+            if notes.is_file():
+                # The hand-written reading of the figures goes first; the tables below are regenerated.
+                text = notes.read_text() + "\n" + text
+            (out / "README.md").write_text(text)
     print((out / "README.md").read_text())
     return 0
 
