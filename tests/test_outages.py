@@ -114,3 +114,21 @@ def test_broker_outage_when_starting_a_round(proxied: dict) -> None:
     again = _eventually(start)
     assert again is not None
     assert wait_for_round(service.admin, again["id"], timeout=240)["status"] == "ready"
+
+
+def test_redis_restart_during_a_round(proxied: dict) -> None:
+    service: LiveService = proxied["service"]
+    project = create_project(service.admin, vae_epochs=60, latent_dim=8)
+    upload(service.admin, project["id"], [("p.zip", digits_zip(np.arange(200, 500), with_labels=False))])
+    created = service.admin.post(f"/projects/{project['id']}/rounds", json={"strategy": "random", "batch_size": 8})
+    deadline = time.monotonic() + 120
+    while service.admin.get(f"/rounds/{created.json()['id']}").json()["phase"] != "training VAE":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    proxied["redis"].cut()
+    time.sleep(4)
+    proxied["redis"].restore()
+    state = wait_for_round(service.admin, created.json()["id"], timeout=240)
+    assert state["status"] == "ready", state
+    suggestions = service.admin.get(f"/rounds/{state['id']}/suggestions").json()["data"]
+    assert len(suggestions) == 8 and len({s["image_id"] for s in suggestions}) == 8

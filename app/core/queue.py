@@ -38,6 +38,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": {RUN_ROUND_TASK: {"queue": TRAINING_QUEUE}, RUN_SIMULATION_TASK: {"queue": TRAINING_QUEUE}},
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
+        "task_soft_time_limit": settings.round_soft_time_limit,
+        "task_time_limit": settings.round_time_limit,
     }
     if settings.embedded_broker:
         dirs = embedded_broker_dirs(settings)
@@ -50,9 +52,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "store_processed": False,
         }
     elif settings.broker_url.startswith("redis"):
-        # Longer than the longest round, or Redis would hand an unacknowledged round to a
-        # second worker while the first is still training.
-        config["broker_transport_options"] = {"visibility_timeout": 6 * 3600}
+        # Longer than the longest round (its hard time limit), or Redis would hand an unacknowledged
+        # round to a second worker while the first is still training.
+        config["broker_transport_options"] = {"visibility_timeout": settings.round_time_limit + 3600}
     return config
 
 

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     # round_max_attempts).
     round_heartbeat_seconds: float = 5.0
     round_stale_seconds: float = 120.0
+    # Celery time limits for one round: the soft one raises inside the task (the round fails with the
+    # reason), the hard one kills the pool process.
+    round_soft_time_limit: int = 4 * 3600
+    round_time_limit: int = 4 * 3600 + 600
     # None: start a worker inside `serve` only when the broker is the embedded one.
     embedded_worker: bool | None = None
     auto_migrate: bool = True

@@ -122,6 +122,10 @@ def test_engineer_triggers_a_round_and_sees_it_finish(browser, sqlite_service: L
     page.fill("#batch", "5")
     page.click("button:has-text('Start round')")
     page.wait_for_selector("table.rounds tbody tr:first-child td:first-child:has-text('2')")
+    # While it runs, the row shows a live status and a progress bar with the phase.
+    running = page.locator("table.rounds tbody tr:first-child")
+    assert running.get_attribute("data-status") in ("queued", "training", "selecting", "ready")
+    assert page.locator("table.rounds tbody tr:first-child [role=progressbar]").count() == 1
     page.wait_for_selector("table.rounds tbody tr[data-status='ready']:first-child", timeout=120_000)
     # The learning curve has the new round's point and the latent map shows the new suggestions.
     page.wait_for_selector(".curve svg circle")
@@ -130,6 +134,11 @@ def test_engineer_triggers_a_round_and_sees_it_finish(browser, sqlite_service: L
     page.screenshot(path=str(SHOTS / "dashboard.png"), full_page=True)
     page.locator(".latent-map circle.labelled").first.hover()
     page.wait_for_selector(".latent-map .tip:not([hidden]) img")
+    assert "ready 100%" in page.locator("table.rounds tbody tr:first-child").inner_text()
+    # The new batch is what annotators now get.
+    annotator = _page(browser, sqlite_service, world["ann"])
+    annotator.goto(f"{sqlite_service.base_url}/#/label/{world['pid']}")
+    annotator.wait_for_selector(".progress-text:has-text('0 / 5, round 2')")
 
 
 def test_admin_uploads_a_zip_and_sees_the_report(browser, sqlite_service: LiveService, world: dict) -> None:  # type: ignore[no-untyped-def]
