@@ -68,10 +68,21 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
     service.stop()
 
 
-def test_killed_pool_process_round_is_redelivered(embedded: LiveService) -> None:
+@pytest.mark.parametrize("phase", ["training VAE", "training task model"])
+def test_killed_pool_process_round_is_redelivered(embedded: LiveService, phase: str) -> None:
     pid = _slow_project(embedded)
-    round_id = embedded.admin.post(f"/projects/{pid}/rounds", json={"strategy": "random", "batch_size": 7}).json()["id"]
-    _wait_for_phase(embedded, round_id, "training VAE")
+    if phase == "training task model":
+        # Labels give the round a task model to train; an admin may label any pool image.
+        images = embedded.admin.get(f"/projects/{pid}/images", params={"per_page": 60}).json()["data"]
+        for i, image in enumerate(images):
+            assert (
+                embedded.admin.post(f"/images/{image['id']}/annotations", json={"label": str(i % 10)}).status_code
+                == 201
+            )
+    round_id = embedded.admin.post(f"/projects/{pid}/rounds", json={"strategy": "entropy", "batch_size": 7}).json()[
+        "id"
+    ]
+    _wait_for_phase(embedded, round_id, phase)
     serve = embedded.processes[0]
     worker_main = _children(serve.pid)[0]
     pool = _children(worker_main)

@@ -348,11 +348,14 @@ def _latent_space(
     settings = inputs.settings
     vae = None
     changed = 1.0
-    if inputs.previous_vae_key:
+    own_key = artifact_key(inputs.project_id, inputs.round_id, "vae.pt")
+    # A redelivered round resumes with the VAE its earlier attempt already trained.
+    candidate_key = own_key if storage.exists(own_key) else inputs.previous_vae_key
+    if candidate_key:
         try:
-            previous = load_vae(storage, inputs.previous_vae_key, device)
+            previous = load_vae(storage, candidate_key, device)
         except Exception:  # a missing or unreadable artifact just means training a fresh VAE
-            log.warning("could not load VAE %s; training a new one", inputs.previous_vae_key, exc_info=True)
+            log.warning("could not load VAE %s; training a new one", candidate_key, exc_info=True)
         else:
             current = set(pool_ids.tolist())
             changed = len(current ^ previous.pool_ids) / max(len(previous.pool_ids), 1)
@@ -376,10 +379,10 @@ def _latent_space(
             device=device,
             progress=lambda f: report("training VAE", 0.02 + 0.3 * f),
         )
-        key = artifact_key(inputs.project_id, inputs.round_id, "vae.pt")
+        key = own_key
         save_vae(storage, key, vae, pool_ids)
     else:
-        key = inputs.previous_vae_key
+        key = candidate_key
         history = []
     report("encoding latents", 0.33)
     latents = encode_means(vae, pool_x)
