@@ -39,7 +39,7 @@ export function labelView(root, project) {
     h("button", { type: "button", onclick: () => toggleGrid(), "aria-label": "Toggle grid mode (G)" }, h("kbd", {}, "G"), " Grid"),
     h("button", { type: "button", onclick: () => move(1), "aria-label": "Next image (right arrow)" }, "Next →"));
   const help = h("p.help", {}, "Keys: ", keys.filter(Boolean).length ? `${keys.filter(Boolean)[0]}–${keys.filter(Boolean).at(-1)} label · ` : "",
-    "S skip · Z/Backspace undo · ←/→ move · G grid (Space selects, Enter/keys label the selection)");
+    "S skip · Z/Backspace undo · ←/→ move · G grid (arrows move, Space selects, a class key labels the selection)");
   root.replaceChildren(h("section.label-view", {},
     h("h1", {}, `Label: ${project.name}`), progress, stage, grid, empty, classButtons, controls, help));
 
@@ -90,7 +90,7 @@ export function labelView(root, project) {
       "aria-label": `Image ${item.image_id}${item.synthetic ? " (synthetic)" : ""}`,
       class: `cell${i === state.index ? " focused" : ""}${state.selected.has(item.suggestion_id) ? " selected" : ""}`,
       onclick: () => { state.index = i; toggleSelect(item); },
-    }, h("img", { src: item.thumbnail_url, alt: "", width: "120", height: "120", loading: "lazy" }),
+    }, h("img", { src: item.thumbnail_url, alt: "", width: "120", height: "120" }),
        item.synthetic ? h("span.badge.synthetic", {}, "syn") : null)));
     grid.children[state.index]?.focus({ preventScroll: false });
   }

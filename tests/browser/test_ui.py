@@ -168,3 +168,32 @@ def _png(seed: int) -> bytes:
     from tests.factories import png
 
     return png(seed + 1000)
+
+
+def test_grid_mode_labels_a_selection_at_once(browser, sqlite_service: LiveService) -> None:  # type: ignore[no-untyped-def]
+    ann_id, ann = sqlite_service.new_user("annotator")
+    project = create_project(sqlite_service.admin, members=[ann_id], vae_epochs=2, latent_dim=8)
+    upload(sqlite_service.admin, project["id"], [("pool.zip", digits_zip(np.arange(900, 940), with_labels=False))])
+    created = sqlite_service.admin.post(
+        f"/projects/{project['id']}/rounds", json={"strategy": "random", "batch_size": 6}
+    )
+    assert wait_for_round(sqlite_service.admin, created.json()["id"])["status"] == "ready"
+    page = _page(browser, sqlite_service, ann)
+    page.goto(f"{sqlite_service.base_url}/#/label/{project['id']}")
+    page.wait_for_selector(".progress-text:has-text('0 / 6, round 1')")
+    page.keyboard.press("g")
+    page.wait_for_selector(".grid .cell")
+    assert page.locator(".grid .cell").count() == 6
+    # Space selects the focused cell, arrows move; then one class key labels the whole selection.
+    page.keyboard.press(" ")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press(" ")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press(" ")
+    assert page.locator(".grid .cell.selected").count() == 3
+    page.screenshot(path=str(SHOTS / "labelling-grid.png"))
+    page.keyboard.press("4")
+    page.wait_for_selector(".progress-text:has-text('3 / 6, round 1')")
+    assert page.locator(".grid .cell").count() == 3
+    rows = sqlite_service.admin.get(f"/projects/{project['id']}/export", params={"format": "json"}).json()["data"]
+    assert len(rows) == 3 and {r["label"] for r in rows} == {"3"}
