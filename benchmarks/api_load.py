@@ -158,7 +158,9 @@ def run_backend(backend: str, annotators: int, seconds: float) -> dict[str, obje
             "requests": {k: len(v) for k, v in timings.items()},
             "p50_ms": {k: round(percentile(v, 50), 1) for k, v in timings.items()},
             "p95_ms": {k: round(percentile(v, 95), 1) for k, v in timings.items()},
-            "failures": len(failures),
+            # 403s are expected: when the concurrently training round becomes ready it replaces the
+            # open batch, and items leased from the old batch can no longer be labelled by annotators.
+            "failures_by_status": {str(code): failures.count(code) for code in sorted(set(failures))},
             "concurrent_round_status_at_end": f"{round_state['status']} ({round_state['phase']})",
         }
     finally:
