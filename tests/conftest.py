@@ -33,6 +33,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def child_pids(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
 def service_unavailable(what: str, exc: Exception) -> None:
     message = f"{what} is not reachable ({exc}); tests that need it cannot run"
     if IN_CI:

@@ -14,11 +14,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import _free_port
-
-
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
+from tests.conftest import child_pids as _children
 
 
 def test_demo_builds_project_and_stops_cleanly(tmp_path: Path) -> None:

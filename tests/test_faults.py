@@ -15,14 +15,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import ARTIFACTS, LiveService, start_service, wait_for_round
+from tests.conftest import child_pids as _children
 from tests.factories import create_project, digits_zip, upload
 
 FAST_FAILURE = {"SUGGESTLAB_ROUND_HEARTBEAT_SECONDS": "1", "SUGGESTLAB_ROUND_STALE_SECONDS": "6"}
-
-
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
 
 
 def _descendants(pid: int) -> list[int]:

@@ -5,7 +5,6 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.annotations.orm import Annotation
 from app.annotations.service import current_labels
 from app.images.orm import Image, Split
 from app.projects.orm import Project, ProjectMember
@@ -85,21 +84,18 @@ def counts(session: Session, *, project_id: int) -> ProjectCounts:
         ).all()
     )
     synthetic = session.scalar(select(func.count()).where(Image.project_id == project_id, Image.synthetic.is_(True)))
-    labelled = session.scalar(
-        select(func.count(func.distinct(Annotation.image_id)))
-        .join(Image, Image.id == Annotation.image_id)
-        .where(Image.project_id == project_id)
-    )
     rounds = session.scalar(select(func.count()).where(Round.project_id == project_id))
+    # One read of the current labels gives both the labelled count and the per-class counts.
+    labels = current_labels(session, project_id=project_id)
     per_class: dict[str, int] = {}
-    for label in current_labels(session, project_id=project_id).values():
+    for label in labels.values():
         per_class[label] = per_class.get(label, 0) + 1
     return ProjectCounts(
         pool=by_split.get(Split.pool, 0),
         validation=by_split.get(Split.validation, 0),
         test=by_split.get(Split.test, 0),
         synthetic=synthetic or 0,
-        labelled=labelled or 0,
+        labelled=len(labels),
         rounds=rounds or 0,
         per_class=per_class,
     )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Response, status
+from sqlalchemy import select
 
 from app.annotations import service
 from app.annotations.schemas import (
@@ -50,7 +51,9 @@ def lease_next(
     )
     done, pending = service.progress(session, round_=round_)
     show_guess = projects.settings_of(project).show_model_guess
-    synthetic = {i.id: i.synthetic for i in session.query(Image).filter(Image.id.in_([s.image_id for s in leased]))}
+    synthetic = dict(
+        session.execute(select(Image.id, Image.synthetic).where(Image.id.in_([s.image_id for s in leased]))).all()
+    )
     items = [
         LeasedItem(
             suggestion_id=s.id,
@@ -76,10 +79,6 @@ def lease_next(
     return NextBatch(round=ref, data=items, message=message)
 
 
-def _open_round_of(session: SessionDep, project_id: int) -> Round | None:
-    return projects.open_round(session, project_id=project_id)
-
-
 @router.post("/images/{image_id}/annotations", response_model=AnnotationRead, status_code=status.HTTP_201_CREATED)
 def annotate(
     image: MemberImage, body: AnnotationCreate, session: SessionDep, user: CurrentUser, response: Response
@@ -96,7 +95,7 @@ def annotate(
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"{image.split} images carry their label from the upload and are not annotated"
         )
-    round_ = _open_round_of(session, project.id)
+    round_ = projects.open_round(session, project_id=project.id)
     suggestion = service.suggestion_in_round(session, round_=round_, image_id=image.id) if round_ else None
     if suggestion is None and user.role == Role.annotator:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "annotators can label only images suggested in the open round")
