@@ -11,6 +11,7 @@ plus a README.md table with the targets checked.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import platform
 import sys
@@ -39,6 +40,36 @@ def regime(name: str, pool_size: int) -> dict[str, int]:
     # Mid budget: ten equal steps up to a quarter of the pool.
     step = max(1, round(pool_size * 0.025))
     return {"initial": step, "batch": step, "rounds": 9}
+
+
+def finished_curves(run_dir: Path, settings: dict[str, int], config: SimulationConfig) -> list[dict]:
+    """Rows of every complete (strategy, seed) curve an earlier run of the same budget left in `run_dir`."""
+    meta_path, csv_path = run_dir / "meta.json", run_dir / "results.csv"
+    if not (meta_path.is_file() and csv_path.is_file()):
+        return []
+    meta = json.loads(meta_path.read_text())
+    if meta["config"] != settings or meta.get("strategy_params", {}) != config.params:
+        raise SystemExit(f"--resume: {run_dir} was run with another budget or other strategy params")
+    with csv_path.open(newline="") as fh:
+        rows = [
+            {
+                "strategy": r["strategy"],
+                "seed": int(r["seed"]),
+                "round": int(r["round"]),
+                "labels": int(r["labels"]),
+                "accuracy": float(r["accuracy"]),
+                "seconds": float(r["seconds"]),
+            }
+            for r in csv.DictReader(fh)
+        ]
+    wanted = {(s, seed) for s in config.strategies for seed in range(config.seeds)}
+    per_curve: dict[tuple[str, int], list[dict]] = {}
+    for row in rows:
+        per_curve.setdefault((row["strategy"], row["seed"]), []).append(row)
+    keep = [
+        row for key, curve in per_curve.items() if key in wanted and len(curve) == config.rounds + 1 for row in curve
+    ]
+    return keep
 
 
 def _fmt(v: float | None, limit: float) -> str:
@@ -141,14 +172,34 @@ def main() -> int:
     parser.add_argument("--params", default="", help="JSON per strategy")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     parser.add_argument("--tag", default="", help="suffix of the result folders, to keep a follow-up run apart")
+    parser.add_argument("--initial", type=int, help="override the regime's first budget (needs --tag)")
+    parser.add_argument("--batch", type=int, help="override the regime's batch size (needs --tag)")
+    parser.add_argument("--rounds", type=int, help="override the regime's number of rounds (needs --tag)")
+    parser.add_argument(
+        "--full-pool-accuracy",
+        type=float,
+        help="reuse the full-pool accuracy an earlier run of the same dataset measured (saves minutes)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the complete curves already in the results folder and run only the missing ones",
+    )
     args = parser.parse_args()
+    overrides = {k: getattr(args, k) for k in ("initial", "batch", "rounds") if getattr(args, k) is not None}
+    if overrides and not args.tag:
+        # A changed budget must not overwrite the regime's canonical results folder.
+        parser.error("--initial/--batch/--rounds change the regime, so they need --tag")
     out = Path(args.out)
     command = "python benchmarks/label_efficiency.py " + " ".join(sys.argv[1:])
     for dataset in args.datasets.split(","):
         data = load_simulation_data(dataset)
-        full = float(np.mean(full_pool_accuracy(data, range(3))))
+        if args.full_pool_accuracy is not None:
+            full = args.full_pool_accuracy
+        else:
+            full = float(np.mean(full_pool_accuracy(data, range(3))))
         for regime_name in args.regimes.split(","):
-            settings = regime(regime_name, len(data.pool_y))
+            settings = regime(regime_name, len(data.pool_y)) | overrides
             config = SimulationConfig(
                 strategies=args.strategies.split(","),
                 seeds=args.seeds,
@@ -158,13 +209,20 @@ def main() -> int:
             )
             started = time.monotonic()
             print(f"{dataset} {regime_name}: {settings}, full-pool accuracy {full:.4f}", flush=True)
-            rows = run_simulation(
+            run_dir = out / f"{dataset}-{regime_name}{'-' + args.tag if args.tag else ''}"
+            earlier = finished_curves(run_dir, settings, config) if args.resume else []
+            earlier_meta = json.loads((run_dir / "meta.json").read_text()) if earlier else {}
+            kept = sorted({(r["strategy"], r["seed"]) for r in earlier})
+            if args.resume:
+                print(f"  keeping {len(kept)} finished curves from {run_dir.name}", flush=True)
+            rows = earlier + run_simulation(
                 data,
                 config,
                 cache=out / "cache",
                 progress=lambda done, total: print(f"  {done}/{total} rounds", flush=True),
+                skip=kept,
             )
-            run_dir = out / f"{dataset}-{regime_name}{'-' + args.tag if args.tag else ''}"
+            rows.sort(key=lambda r: (r["strategy"], r["seed"], r["round"]))
             title = f"{dataset}, {regime_name} budget{' (' + args.tag + ')' if args.tag else ''}"
             paths = write_results(rows, run_dir, title, full)
             meta = {
@@ -172,9 +230,10 @@ def main() -> int:
                 "regime": regime_name,
                 "config": settings,
                 "seeds": args.seeds,
-                "minutes": round((time.monotonic() - started) / 60, 1),
+                "minutes": round((time.monotonic() - started) / 60 + earlier_meta.get("minutes", 0), 1),
                 "dir": run_dir.name,
-                "command": command,
+                # A resumed run shows both commands: its curves come from both.
+                "command": f"{earlier_meta['command']}` then `{command}" if earlier_meta else command,
                 "tag": args.tag,
                 "strategy_params": config.params,
             }

@@ -11,7 +11,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,9 +243,14 @@ def run_simulation(
     *,
     cache: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    skip: Collection[tuple[str, int]] = (),
 ) -> list[dict[str, Any]]:
-    """All (strategy, seed) curves; `progress(done, total)` is called after each finished round or run."""
+    """All (strategy, seed) curves but those in `skip`; `progress(done, total)` is called after each
+    finished round or run. Each curve depends only on its strategy and seed, so skipped curves can be
+    taken from an earlier run of the same configuration."""
     jobs = [(strategy, seed) for seed in range(config.seeds) for strategy in config.strategies]
+    skipped = set(skip)
+    jobs = [job for job in jobs if job not in skipped]
     total = len(jobs) * (config.rounds + 1)
     rows: list[dict[str, Any]] = []
     done = 0
@@ -261,9 +266,9 @@ def run_simulation(
             rows.extend(run_one(data, strategy, seed, config, cache, on_round=tick))
         return rows
     threads = max(1, (os.cpu_count() or 1) // config.jobs)
-    if cache is not None and any(s.split("@")[0] not in ("random", "entropy", "margin") for s in config.strategies):
+    if cache is not None and any(s.split("@")[0] not in ("random", "entropy", "margin") for s, _ in jobs):
         # Train each seed's VAE once, before the workers race to train the same one.
-        for seed in range(config.seeds):
+        for seed in sorted({seed for _, seed in jobs}):
             _vae_for(data, seed, config, cache)
     with ProcessPoolExecutor(config.jobs) as pool:
         futures = [pool.submit(_job, (data, s, seed, config, cache, threads)) for s, seed in jobs]
