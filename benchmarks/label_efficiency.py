@@ -157,6 +157,8 @@ def targets(strategies: dict, max_labels: float) -> list[str]:
                 f"- best latent strategy for 98% of full: {best_name}, {best['labels_to_98pct_full']:.0f} vs random "
                 f"{random98:.0f} labels = {ratio:.0%} (target <= 60%: **{'met' if ratio <= 0.6 else 'not met'}**)"
             )
+    elif not any(k in LATENT for k in strategies):
+        out.append("- no latent-space strategy in this run: it extends baselines past another run's budget")
     else:
         out.append("- no latent-space strategy reached 98% of full-pool accuracy within this budget")
     return out
