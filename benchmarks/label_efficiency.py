@@ -6,6 +6,11 @@ plus a README.md table with the targets checked.
 
     python benchmarks/label_efficiency.py --seeds 5 --jobs 2            # everything (hours on 2 cores)
     python benchmarks/label_efficiency.py --datasets digits --regimes low --seeds 2   # a quick look
+    python benchmarks/label_efficiency.py --datasets digits --regimes low --seeds 5 --resume   # add seeds 2-4
+
+With --resume, the complete curves already in a result folder are kept and only the missing
+(strategy, seed) pairs run, so a run cut short or a run with more seeds or strategies costs only
+what is new.
 """
 
 from __future__ import annotations
