@@ -47,11 +47,12 @@ def regime(name: str, pool_size: int) -> dict[str, int]:
     return {"initial": step, "batch": step, "rounds": 9}
 
 
-def finished_curves(run_dir: Path, settings: dict[str, int], config: SimulationConfig) -> list[dict]:
-    """Rows of every complete (strategy, seed) curve an earlier run of the same budget left in `run_dir`."""
+def finished_curves(run_dir: Path, settings: dict[str, int], config: SimulationConfig) -> tuple[dict, list[dict]]:
+    """The meta.json of an earlier run of the same budget in `run_dir` and the rows of its complete
+    (strategy, seed) curves; ({}, []) when there is none."""
     meta_path, csv_path = run_dir / "meta.json", run_dir / "results.csv"
     if not (meta_path.is_file() and csv_path.is_file()):
-        return []
+        return {}, []
     meta = json.loads(meta_path.read_text())
     if meta["config"] != settings or meta.get("strategy_params", {}) != config.params:
         raise SystemExit(f"--resume: {run_dir} was run with another budget or other strategy params")
@@ -74,7 +75,7 @@ def finished_curves(run_dir: Path, settings: dict[str, int], config: SimulationC
     keep = [
         row for key, curve in per_curve.items() if key in wanted and len(curve) == config.rounds + 1 for row in curve
     ]
-    return keep
+    return (meta, keep) if keep else ({}, [])
 
 
 def _fmt(v: float | None, limit: float) -> str:
@@ -217,8 +218,7 @@ def main() -> int:
             started = time.monotonic()
             print(f"{dataset} {regime_name}: {settings}, full-pool accuracy {full:.4f}", flush=True)
             run_dir = out / f"{dataset}-{regime_name}{'-' + args.tag if args.tag else ''}"
-            earlier = finished_curves(run_dir, settings, config) if args.resume else []
-            earlier_meta = json.loads((run_dir / "meta.json").read_text()) if earlier else {}
+            earlier_meta, earlier = finished_curves(run_dir, settings, config) if args.resume else ({}, [])
             kept = sorted({(r["strategy"], r["seed"]) for r in earlier})
             if args.resume:
                 print(f"  keeping {len(kept)} finished curves from {run_dir.name}", flush=True)
