@@ -14,7 +14,8 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from app.api.routes import annotations, images, latent, projects, rounds, simulations, users
+from app.api.guard import BodyGuard, SecurityHeaders
+from app.api.routes import annotations, images, latent, projects, representations, rounds, simulations, users
 from app.core.db import session_factory
 from app.core.settings import Settings, get_settings
 
@@ -65,18 +66,11 @@ def create_app() -> FastAPI:
         version="0.1.0",
         description="Active-learning annotation service: which images to label next.",
     )
-    for module in (users, projects, images, rounds, annotations, simulations, latent):
+    for module in (users, projects, images, rounds, annotations, simulations, latent, representations):
         app.include_router(module.router, prefix="/api/v1")
 
-    @app.middleware("http")
-    async def limit_body_size(request: Request, call_next):  # type: ignore[no-untyped-def]
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_upload_bytes:
-            return JSONResponse(
-                {"detail": f"request body over the limit of {settings.max_upload_bytes} bytes"},
-                status_code=status.HTTP_413_CONTENT_TOO_LARGE,
-            )
-        return await call_next(request)
+    app.add_middleware(BodyGuard, settings=settings)
+    app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(OperationalError)
     async def database_unavailable(_: Request, exc: OperationalError) -> JSONResponse:

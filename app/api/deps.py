@@ -13,6 +13,7 @@ from fastapi import Cookie, Depends, Header, HTTPException, Path, Request, statu
 from sqlalchemy.orm import Session
 
 from app.annotations.orm import Annotation
+from app.core import ratelimit
 from app.core.db import session_factory
 from app.core.settings import Settings, get_settings
 from app.images.orm import Image
@@ -24,6 +25,8 @@ from app.users import service as users
 from app.users.orm import Role, User
 
 ANY_ROLE = (Role.admin, Role.engineer, Role.annotator)
+# Ids are 32-bit in every supported database: a larger one is a 422, never an overflow error.
+MAX_ID = 2**31 - 1
 ENGINEER = (Role.admin, Role.engineer)
 ADMIN = (Role.admin,)
 
@@ -44,8 +47,20 @@ def get_session() -> Iterator[Session]:
 # scope="function" commits before the response is sent, so a client that reads right after a
 # write always sees it, and a failed commit becomes an error response instead of a lost write.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-StorageDep = Annotated[Storage, Depends(get_storage)]
+
+
+def settings_dependency() -> Settings:
+    # Settings come from the environment only: a dependency with parameters (or a pydantic model
+    # argument) would let FastAPI fill it from the request body.
+    return get_settings()
+
+
+def storage_dependency() -> Storage:
+    return get_storage()
+
+
+SettingsDep = Annotated[Settings, Depends(settings_dependency)]
+StorageDep = Annotated[Storage, Depends(storage_dependency)]
 
 
 SESSION_COOKIE = "suggestlab_session"
@@ -63,8 +78,18 @@ def get_current_user(
         # The browser UI's session cookie authenticates reads only (image tags, download links), so a
         # cross-site form can never make it write; every write needs the bearer header.
         token = cookie_token
+    client = request.client.host if request.client else "unknown"
+    wait = ratelimit.blocked(client)
+    if wait is not None:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"too many failed sign-ins from this address; try again in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
     user = users.get_by_token(session, token) if token else None
     if user is None:
+        if token:
+            ratelimit.failed(client)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "missing or invalid bearer token",
@@ -104,7 +129,9 @@ def _visible_project(session: Session, user: User, project_id: int, what: str) -
 
 
 def project_access(*roles: Role) -> Callable[..., Project]:
-    def dependency(session: SessionDep, user: CurrentUser, project_id: Annotated[int, Path()]) -> Project:
+    def dependency(
+        session: SessionDep, user: CurrentUser, project_id: Annotated[int, Path(ge=1, le=MAX_ID)]
+    ) -> Project:
         project = _visible_project(session, user, project_id, "project")
         _check_role(user, roles)
         return project
@@ -113,7 +140,7 @@ def project_access(*roles: Role) -> Callable[..., Project]:
 
 
 def row_access(model: type[Any], param: str, what: str, project_of: Callable[[Session, Any], int], roles):  # type: ignore[no-untyped-def]
-    def dependency(session: SessionDep, user: CurrentUser, row_id: int = Path(alias=param)) -> Any:
+    def dependency(session: SessionDep, user: CurrentUser, row_id: int = Path(alias=param, ge=1, le=MAX_ID)) -> Any:
         row = session.get(model, row_id)
         if row is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"{what} not found")

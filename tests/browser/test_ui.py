@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,14 +73,21 @@ def _page(browser, service: LiveService, token: str):  # type: ignore[no-untyped
     return page
 
 
+def _wait_until(page, expression: str, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
+    # wait_for_function evaluates its predicate with eval inside the page, which the app's CSP
+    # (script-src 'self', no unsafe-eval) rightly refuses; page.evaluate goes through DevTools instead.
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+        time.sleep(0.1)
+
+
 def test_annotator_labels_a_batch_with_the_keyboard_alone(browser, sqlite_service: LiveService, world: dict) -> None:  # type: ignore[no-untyped-def]
     page = _page(browser, sqlite_service, world["ann"])
     page.screenshot(path=str(SHOTS / "projects.png"))
     page.goto(f"{sqlite_service.base_url}/#/label/{world['pid']}")
     page.wait_for_selector(".progress-text:has-text('0 / 6, round 1')")
-    page.wait_for_function(
-        "document.querySelector('img.subject').complete && document.querySelector('img.subject').naturalWidth > 0"
-    )
+    _wait_until(page, "(img => img.complete && img.naturalWidth > 0)(document.querySelector('img.subject'))")
     page.screenshot(path=str(SHOTS / "labelling.png"))
     digits = mnist()
     expected: dict[int, str] = {}
@@ -197,3 +205,25 @@ def test_grid_mode_labels_a_selection_at_once(browser, sqlite_service: LiveServi
     assert page.locator(".grid .cell").count() == 3
     rows = sqlite_service.admin.get(f"/projects/{project['id']}/export", params={"format": "json"}).json()["data"]
     assert len(rows) == 3 and {r["label"] for r in rows} == {"3"}
+
+
+def test_sign_in_focus_admin_page_refusal_and_sign_out(browser, sqlite_service: LiveService, world: dict) -> None:  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    page = context.new_page()
+    page.goto(sqlite_service.base_url + "/#/login")
+    page.wait_for_selector("#token")
+    # Focus lands on the token field, so typing signs in without a click.
+    assert page.evaluate("document.activeElement && document.activeElement.id") == "token"
+    page.keyboard.type(world["ann"])
+    page.keyboard.press("Enter")
+    page.wait_for_selector("h1:has-text('Projects')")
+    stored = page.evaluate("localStorage.getItem('suggestlab.token')")
+    assert stored and stored != world["ann"]  # the browser keeps a session token, not the API token
+    page.goto(sqlite_service.base_url + "/#/admin")
+    page.wait_for_selector("h1:has-text('Admins only')")
+    assert page.locator("input[type=file]").count() == 0
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_selector("#token")
+    assert sqlite_service.client(stored).get("/me").status_code == 401
+    assert sqlite_service.client(world["ann"]).get("/me").status_code == 200
+    context.close()

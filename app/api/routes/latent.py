@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from app.annotations import service as annotations
@@ -32,7 +32,12 @@ def pca_2d(codes: np.ndarray) -> np.ndarray:
 
 
 @router.get("/projects/{project_id}/latent-map")
-def latent_map(project: MemberProject, session: SessionDep, storage: StorageDep, limit: int = 5000) -> dict[str, Any]:
+def latent_map(
+    project: MemberProject,
+    session: SessionDep,
+    storage: StorageDep,
+    limit: Annotated[int, Query(ge=1, le=50_000)] = 5000,
+) -> dict[str, Any]:
     """The pool's VAE latents projected to 2-D (PCA), each point with its status for colouring."""
     latest = session.scalar(
         select(Round)
