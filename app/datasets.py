@@ -1,4 +1,5 @@
-"""Real image data that ships inside installed packages (no downloads): MNIST-5k and sklearn digits."""
+"""Image data that needs no download: MNIST-5k and sklearn digits (shipped in installed packages) and
+shapes10k (procedural RGB, app.shapes)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from PIL import Image as PILImage
 @dataclass
 class Dataset:
     name: str
-    images: np.ndarray  # [N, H, W] uint8, grayscale
+    images: np.ndarray  # [N, H, W] uint8 grayscale, or [N, H, W, 3] uint8 RGB
     labels: np.ndarray  # [N] int
     classes: list[str]
     image_size: int  # the project setting to train at
@@ -33,12 +34,20 @@ def load_dataset(name: str) -> Dataset:
         digits = load_digits()
         images = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
         return Dataset(name, images, digits.target.astype(np.int64), [str(i) for i in range(10)], 16)
-    raise ValueError(f"unknown dataset {name!r}: use mnist5k or digits")
+    if name == "shapes10k":
+        from app import shapes
+
+        images, labels = shapes.generate(10_000, seed=0)
+        return Dataset(name, images, labels, list(shapes.CLASSES), shapes.SIZE)
+    raise ValueError(f"unknown dataset {name!r}: use mnist5k, digits or shapes10k")
+
+
+DATASETS = ("mnist5k", "digits", "shapes10k")
 
 
 def png_bytes(image: np.ndarray) -> bytes:
     out = io.BytesIO()
-    PILImage.fromarray(image, "L").save(out, format="PNG")
+    PILImage.fromarray(image, "L" if image.ndim == 2 else "RGB").save(out, format="PNG")
     return out.getvalue()
 
 
