@@ -178,6 +178,14 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--params", default="", help="JSON per strategy")
+    parser.add_argument(
+        "--learner",
+        default="cnn",
+        choices=["cnn", "simclr"],
+        help="cnn: the earlier SmallCNN from scratch; simclr: calibrated head on a SimCLR representation "
+        "(its result folders end in -simclr)",
+    )
+    parser.add_argument("--representation-epochs", type=int, default=20)
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     parser.add_argument("--tag", default="", help="suffix of the result folders, to keep a follow-up run apart")
     parser.add_argument("--initial", type=int, help="override the regime's first budget (needs --tag)")
@@ -202,10 +210,11 @@ def main() -> int:
     command = "python benchmarks/label_efficiency.py " + " ".join(sys.argv[1:])
     for dataset in args.datasets.split(","):
         data = load_simulation_data(dataset)
+        base = SimulationConfig(strategies=[], learner=args.learner, representation_epochs=args.representation_epochs)
         if args.full_pool_accuracy is not None:
             full = args.full_pool_accuracy
         else:
-            full = float(np.mean(full_pool_accuracy(data, range(3))))
+            full = float(np.mean(full_pool_accuracy(data, range(3), base, out / "cache")))
         for regime_name in args.regimes.split(","):
             settings = regime(regime_name, len(data.pool_y)) | overrides
             config = SimulationConfig(
@@ -213,11 +222,14 @@ def main() -> int:
                 seeds=args.seeds,
                 jobs=args.jobs,
                 params=json.loads(args.params) if args.params else {},
+                learner=args.learner,
+                representation_epochs=args.representation_epochs,
                 **settings,
             )
             started = time.monotonic()
             print(f"{dataset} {regime_name}: {settings}, full-pool accuracy {full:.4f}", flush=True)
-            run_dir = out / f"{dataset}-{regime_name}{'-' + args.tag if args.tag else ''}"
+            suffix = "".join(f"-{part}" for part in ("simclr" if args.learner == "simclr" else "", args.tag) if part)
+            run_dir = out / f"{dataset}-{regime_name}{suffix}"
             earlier_meta, earlier = finished_curves(run_dir, settings, config) if args.resume else ({}, [])
             kept = sorted({(r["strategy"], r["seed"]) for r in earlier})
             if args.resume:
@@ -242,6 +254,7 @@ def main() -> int:
                 # A resumed run shows both commands: its curves come from both.
                 "command": f"{earlier_meta['command']}` then `{command}" if earlier_meta else command,
                 "tag": args.tag,
+                "learner": args.learner,
                 "strategy_params": config.params,
             }
             (run_dir / "meta.json").write_text(json.dumps(meta, indent=2))

@@ -36,6 +36,7 @@ class StepResult:
     per_class: list[float | None] | None
     timings: dict[str, float] = field(default_factory=dict)
     model: torch.nn.Module | None = None
+    learner: Any = None
 
 
 def pca_features(x: np.ndarray, dim: int = 32) -> np.ndarray:
@@ -64,6 +65,10 @@ def run_step(
     latents: np.ndarray | Callable[[], np.ndarray] | None = None,
     generative: Callable[[], dict[str, Any]] | None = None,
     report: Report | None = None,
+    features: np.ndarray | None = None,
+    eval_features: np.ndarray | None = None,
+    head_validation: bool = False,
+    graph: Any = None,
 ) -> StepResult:
     """Trains the task model on the labelled pool rows, evaluates it and runs the strategy.
 
@@ -79,6 +84,13 @@ def run_step(
             PCA of the pixels is used when a latent-space strategy runs without it.
         generative: returns extras (the VAE, ...) for strategies that move through latent space.
         report: called with (phase, fraction) as the step advances.
+        features: [N, D] the pool in a learned representation (SimCLR). When given, the task model is
+            a calibrated head on these features (models.learner) instead of a CNN on pixels, and every
+            latent-space strategy selects in this space.
+        eval_features: [V, D] the evaluation split in the same representation.
+        head_validation: the evaluation split may also choose the head (true for a project's
+            validation split; false in simulations, where it is the test set).
+        graph: the pool's kNN graph in `features` (built when not given).
     """
     report = report or (lambda phase, fraction: None)
     timings: dict[str, float] = {}
@@ -92,7 +104,27 @@ def run_step(
     accuracy: float | None = None
     per_class: list[float | None] | None = None
     t = time.monotonic()
-    if len(labels):
+    learner = None
+    if features is not None and len(labels):
+        from models.learner import fit_learner
+
+        report("training task model", 0.05)
+        has_eval = eval_features is not None and len(eval_y) > 0
+        learner = fit_learner(
+            features,
+            labelled_pos,
+            labels,
+            n_classes,
+            validation=(eval_features, eval_y) if has_eval and head_validation else None,
+            graph=graph,
+            seed=seed,
+        )
+        if has_eval:
+            report("evaluating", 0.7)
+            result = evaluate(learner.predict_proba(eval_features), eval_y, n_classes)  # type: ignore[arg-type]
+            accuracy = result["accuracy"]  # type: ignore[assignment]
+            per_class = result["per_class"]  # type: ignore[assignment]
+    elif len(labels):
         report("training task model", 0.05)
         model = fit_classifier(
             pool_x[labelled_pos],
@@ -110,12 +142,17 @@ def run_step(
     timings["train_s"] = time.monotonic() - t
 
     if batch_size <= 0:
-        return StepResult(Selection(), effective, accuracy, per_class, timings, model)
+        return StepResult(Selection(), effective, accuracy, per_class, timings, model, learner)
     t = time.monotonic()
     report("selecting", 0.75)
     probabilities = None
     if model is not None and len(candidate_pos):
         probabilities = predict_proba(model, pool_x[candidate_pos])
+    if learner is not None and len(candidate_pos):
+        assert features is not None
+        probabilities = learner.predict_proba(features[candidate_pos])
+    if features is not None:
+        latents = features
     ctx = SelectionContext(
         candidate_ids=pool_ids[candidate_pos],
         labelled_ids=pool_ids[labelled_pos],
@@ -133,6 +170,9 @@ def run_step(
     if NEEDS_GENERATIVE in spec.needs:
         ctx.extras.update(generative() if generative else {})
         ctx.extras.update(task_model=model, labelled_x=pool_x[labelled_pos], candidate_x=pool_x[candidate_pos])
+        if learner is not None and effective in ("snn", "hybrid"):
+            # snn climbs the head in feature space; the VAE stays for si and snn-plain.
+            ctx.extras["head"] = learner.head
     selection = get_strategy(effective, **(params if effective == strategy else {})).select(ctx, batch_size)
     if probabilities is not None:
         guesses = dict(zip(ctx.candidate_ids.tolist(), probabilities.argmax(1).tolist(), strict=True))
@@ -147,4 +187,5 @@ def run_step(
         per_class=per_class,
         timings=timings,
         model=model,
+        learner=learner,
     )

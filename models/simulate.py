@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
 import time
 from collections.abc import Callable, Collection, Iterable
@@ -41,6 +42,10 @@ class SimulationConfig:
     vae_epochs: int = 30
     latent_dim: int = 32
     jobs: int = 1
+    # "simclr": a calibrated head on a self-supervised representation of the pool (the product's
+    # learner); "cnn": the SmallCNN trained from scratch on the labels alone (the earlier learner).
+    learner: str = "simclr"
+    representation_epochs: int = 20
 
 
 def split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int = 0) -> tuple[np.ndarray, ...]:
@@ -51,13 +56,15 @@ def split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int = 0) -> 
 
 def load_simulation_data(dataset: str, *, test_fraction: float = 0.2, image_size: int | None = None) -> SimulationData:
     """mnist5k, digits, or a folder with images and a `labels.csv` of `filename,label` rows."""
-    if dataset in ("mnist5k", "digits"):
+    from app.datasets import DATASETS
+
+    if dataset in DATASETS:
         from app.datasets import load_dataset
 
         data = load_dataset(dataset)
         size = image_size or data.image_size
         images = data.images.astype(np.float32) / 255.0
-        x = _resize(images[:, None], size)
+        x = _resize(images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2), size)
         pool_x, pool_y, test_x, test_y = split(x, data.labels, test_fraction)
         return SimulationData(dataset, pool_x, pool_y, test_x, test_y, data.classes)
     return _load_folder(Path(dataset), test_fraction, image_size or 28)
@@ -125,6 +132,33 @@ def _vae_for(data: SimulationData, seed: int, config: SimulationConfig, cache: P
     return vae
 
 
+def _representation_for(
+    data: SimulationData, config: SimulationConfig, cache: Path | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """SimCLR features of the pool and the test split: trained once per dataset on the pool alone
+    (labels unused, test images unseen), shared by every strategy and seed, as in a real project."""
+    from models.representation import SimCLR
+
+    path = cache / f"simclr-{data.name}-{len(data.pool_y)}-{config.representation_epochs}.npz" if cache else None
+    if path is not None and path.is_file():
+        with np.load(path) as saved:
+            return saved["pool"], saved["test"]
+    encoder = SimCLR(epochs=config.representation_epochs, seed=0).fit(data.pool_x)
+    pool, test = encoder.transform(data.pool_x), encoder.transform(data.test_x)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, pool=pool, test=test)
+    return pool, test
+
+
+def _needs_vae(strategy: str, config: SimulationConfig) -> bool:
+    """With a learned representation only the decoder strategies need a VAE; without one, every
+    latent-space strategy selects among VAE codes."""
+    if config.learner == "simclr":
+        return strategy in ("si", "snn-plain", "hybrid")
+    return strategy not in ("random", "entropy", "margin")
+
+
 def run_one(
     data: SimulationData,
     strategy: str,
@@ -146,6 +180,12 @@ def run_one(
     labelled = list(rng.choice(len(pool_y), size=min(config.initial, len(pool_y)), replace=False))
     synthetic_labels: list[int] = []
     vae = latents = oracle = None
+    features = test_features = graph = None
+    if config.learner == "simclr":
+        from models.learner import PoolGraph
+
+        features, test_features = _representation_for(data, config, cache)
+        graph = PoolGraph.build(features)
     rows: list[dict[str, Any]] = []
     for round_index in range(config.rounds + 1):
         is_last = round_index == config.rounds
@@ -158,7 +198,7 @@ def run_one(
         )
         # "snn@wide" runs strategy "snn" with the params given for "snn@wide": variants side by side.
         name = strategy.split("@")[0]
-        needs_latents = name not in ("random", "entropy", "margin")
+        needs_latents = _needs_vae(name, config)
         if needs_latents and vae is None:
             vae = _vae_for(data, seed, config, cache)
             latents = encode_means(vae, pool_x)
@@ -179,6 +219,9 @@ def run_one(
             device=device,
             latents=latents,
             generative=(lambda extras={"vae": vae}: extras) if vae is not None else None,
+            features=features,
+            eval_features=test_features,
+            graph=graph,
         )
         rows.append(
             {
@@ -213,10 +256,21 @@ def run_one(
     return rows
 
 
-def full_pool_accuracy(data: SimulationData, seeds: Iterable[int]) -> list[float]:
+def full_pool_accuracy(
+    data: SimulationData, seeds: Iterable[int], config: SimulationConfig | None = None, cache: Path | None = None
+) -> list[float]:
+    """Test accuracy with every pool label, under the configured learner (the curves' ceiling)."""
     from models.training import evaluate, fit_classifier, predict_proba
 
     out = []
+    if config is not None and config.learner == "simclr":
+        from models.head import fit_head
+
+        pool, test = _representation_for(data, config, cache)
+        # The ceiling needs no held-out choice: every label is used, with the head's usual C.
+        head = fit_head(pool, data.pool_y, len(data.classes), pool_features=pool, c_grid=(1.0,), temperature=1.0)
+        accuracy = evaluate(head.predict_proba(test), data.test_y, len(data.classes))["accuracy"]
+        return [float(accuracy)]  # type: ignore[arg-type]
     for seed in seeds:
         model = fit_classifier(data.pool_x, data.pool_y, len(data.classes), seed=seed)
         out.append(float(evaluate(predict_proba(model, data.test_x), data.test_y, len(data.classes))["accuracy"]))
@@ -266,11 +320,15 @@ def run_simulation(
             rows.extend(run_one(data, strategy, seed, config, cache, on_round=tick))
         return rows
     threads = max(1, (os.cpu_count() or 1) // config.jobs)
-    if cache is not None and any(s.split("@")[0] not in ("random", "entropy", "margin") for s, _ in jobs):
+    if config.learner == "simclr":
+        _representation_for(data, config, cache)  # once, before the workers race to train it
+    if cache is not None and any(_needs_vae(s.split("@")[0], config) for s, _ in jobs):
         # Train each seed's VAE once, before the workers race to train the same one.
         for seed in sorted({seed for _, seed in jobs}):
             _vae_for(data, seed, config, cache)
-    with ProcessPoolExecutor(config.jobs) as pool:
+    # spawn, not fork: CUDA cannot be re-initialised in a forked child, and a fresh interpreter per
+    # worker behaves the same on CPU and GPU machines.
+    with ProcessPoolExecutor(config.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_job, (data, s, seed, config, cache, threads)) for s, seed in jobs]
         for future in as_completed(futures):
             rows.extend(future.result())
@@ -316,6 +374,12 @@ def summarise(rows: list[dict[str, Any]], full_accuracy: float) -> dict[str, Any
             "labels": labels.tolist(),
             "mean_accuracy": [round(float(v), 4) for v in mean],
             "std_accuracy": [round(float(v), 4) for v in curve["accuracy"].std(0)],
+            # Half-width of the 95% interval of the mean over seeds (normal approximation).
+            "ci95_accuracy": [
+                round(float(1.96 * v / np.sqrt(len(curve["accuracy"]))), 4) for v in curve["accuracy"].std(0, ddof=1)
+            ]
+            if len(curve["accuracy"]) > 1
+            else None,
             "labels_to_95pct_full": labels_to_reach(labels, mean, 0.95 * full_accuracy),
             "labels_to_98pct_full": labels_to_reach(labels, mean, 0.98 * full_accuracy),
             "area_under_curve": round(area, 4),
@@ -385,6 +449,8 @@ def main(args: Any) -> int:
         params=json.loads(args.params) if args.params else {},
         vae_epochs=args.vae_epochs,
         jobs=args.jobs,
+        learner=args.learner,
+        representation_epochs=args.representation_epochs,
     )
     from models.strategies.registry import spec_for
 
@@ -398,7 +464,7 @@ def main(args: Any) -> int:
     )
     full = None
     if not args.no_full_pool:
-        full = float(np.mean(full_pool_accuracy(data, range(min(config.seeds, 3)))))
+        full = float(np.mean(full_pool_accuracy(data, range(min(config.seeds, 3)), config, out / "cache")))
         print(f"full-pool accuracy: {full:.4f}", flush=True)
     bar = tqdm(total=len(config.strategies) * config.seeds * (config.rounds + 1), unit="round", dynamic_ncols=True)
 

@@ -6,7 +6,7 @@ import argparse
 
 
 def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="mnist5k", help="mnist5k, digits, or a folder with labels.csv")
+    parser.add_argument("--dataset", default="mnist5k", help="mnist5k, digits, shapes10k, or a folder with labels.csv")
     parser.add_argument("--strategies", default="random,entropy,snn")
     parser.add_argument("--initial", type=int, default=20, help="random labels to start from")
     parser.add_argument("--batch", type=int, default=20)
@@ -18,4 +18,11 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--vae-epochs", type=int, default=30)
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
+    parser.add_argument(
+        "--learner",
+        default="simclr",
+        choices=["simclr", "cnn"],
+        help="simclr: head on a self-supervised representation of the pool; cnn: small CNN from scratch",
+    )
+    parser.add_argument("--representation-epochs", type=int, default=20, help="SimCLR epochs over the pool")
     parser.add_argument("--no-full-pool", action="store_true", help="skip the full-pool reference accuracy")

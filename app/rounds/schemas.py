@@ -9,7 +9,10 @@ from app.rounds.orm import RoundStatus, SuggestionStatus
 
 
 class RoundCreate(BaseModel):
-    strategy: str = Field(description="A registered strategy name, e.g. random, entropy, snn.")
+    strategy: str = Field(
+        "auto",
+        description="A registered strategy name (auto, random, entropy, margin, snn, ...); auto when left out.",
+    )
     batch_size: int = Field(20, ge=1, le=5000)
     params: dict[str, Any] = Field(default_factory=dict)
 

@@ -39,7 +39,7 @@ export function dashboardView(root, project, me) {
     const params = h("textarea", { id: "params", name: "params", rows: "2", placeholder: '{"alpha": 1.0}' });
     const submit = h("button", { type: "submit" }, "Start round");
     api("/strategies").then((res) => strategy.replaceChildren(...res.data.map((st) =>
-      h("option", { value: st.name, title: st.description, selected: st.name === "snn" }, st.name)))).catch(showError);
+      h("option", { value: st.name, title: st.description, selected: st.name === "auto" }, st.name)))).catch(showError);
     return h("form.round-form", {
       onsubmit: async (e) => {
         e.preventDefault();

@@ -86,14 +86,42 @@ def _candidate_index(ctx: SelectionContext) -> LatentIndex:
     return index
 
 
+class _Identity(torch.nn.Module):
+    """Stands in for the decoder when codes already are the task model's input (feature space)."""
+
+    def decode(self, p: torch.Tensor) -> torch.Tensor:
+        return p
+
+
+class _HeadModel(torch.nn.Module):
+    def __init__(self, head: Any) -> None:
+        super().__init__()
+        self.head = head
+        self.anchor = torch.nn.Parameter(torch.zeros(0), requires_grad=False)  # carries the device
+
+    def forward(self, p: torch.Tensor) -> torch.Tensor:
+        return self.head.torch_logits(p)
+
+
 def _moved(ctx: SelectionContext, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    vae, task_model = _need(ctx, "vae", "task_model")
     if ctx.labelled_features is None or len(ctx.labelled_ids) == 0:
         raise ValueError("latent strategies need labelled images to start from")
+    if ctx.extras.get("head") is not None:
+        # Feature space of a learned representation: the head is the task model and no decoder is
+        # needed, p' = p + alpha * grad_p CE(head(p), y).
+        decoder: Any = _Identity()
+        task_model: torch.nn.Module = _HeadModel(ctx.extras["head"])
+    else:
+        decoder, task_model = _need(ctx, "vae", "task_model")
     rng = ctx.rng
     src = _sources(ctx, params.get("n_sources"), rng)
     moved, loss0, loss1 = latent_ascent(
-        vae, task_model, ctx.labelled_features[src], ctx.labels[src], alpha=params["alpha"], n_steps=params["n_steps"]
+        decoder,
+        task_model,
+        ctx.labelled_features[src],
+        ctx.labels[src],
+        alpha=params["alpha"],
+        n_steps=params["n_steps"],
     )
     return src, moved, loss0, loss1
 

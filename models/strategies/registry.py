@@ -34,6 +34,12 @@ class StrategySpec:
 SPECS: dict[str, StrategySpec] = {
     spec.name: spec
     for spec in (
+        StrategySpec(
+            "auto",
+            "models.strategies.auto:AutoStrategy",
+            frozenset({NEEDS_LATENTS, NEEDS_PROBABILITIES}),
+            "the default: typicality while labels are under 10 per class, then margin",
+        ),
         StrategySpec("random", "models.strategies.simple:RandomStrategy", frozenset(), "uniform random sample"),
         StrategySpec(
             "entropy",
@@ -93,6 +99,7 @@ SPECS: dict[str, StrategySpec] = {
 }
 
 COLD_START = "coldstart"
+DEFAULT_STRATEGY = "auto"
 
 
 def strategy_names() -> list[str]:

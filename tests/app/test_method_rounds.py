@@ -26,7 +26,9 @@ def test_snn_then_si_rounds(sqlite_service: LiveService) -> None:
     eng_id, eng = sqlite_service.new_user("engineer")
     ann_id, ann = sqlite_service.new_user("annotator")
     engineer, annotator = sqlite_service.client(eng), sqlite_service.client(ann)
-    project = create_project(sqlite_service.admin, members=[eng_id, ann_id], vae_epochs=8, latent_dim=8)
+    project = create_project(
+        sqlite_service.admin, members=[eng_id, ann_id], vae_epochs=8, latent_dim=8, representation="none"
+    )
     pid = project["id"]
     upload(sqlite_service.admin, pid, [("pool.zip", digits_zip(np.arange(4000, 4120), with_labels=False))])
     upload(

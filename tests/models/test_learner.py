@@ -1,0 +1,169 @@
+"""The learner on a representation: SimCLR, the calibrated head, label propagation, snn in feature
+space and auto's switch. Small inputs, CPU, seconds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.active import run_step
+from models.head import fit_head, fit_temperature
+from models.learner import PoolGraph, fit_learner
+from models.representation import SimCLR, default_augmentation, nt_xent
+from models.strategies.base import SelectionContext
+from models.strategies.latent import _HeadModel, _Identity, latent_ascent
+from models.strategies.registry import get_strategy
+
+
+def _blobs(n_per_class: int, n_classes: int = 4, dim: int = 16, spread: float = 0.6, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 3, (n_classes, dim))
+    y = np.repeat(np.arange(n_classes), n_per_class)
+    x = centres[y] + rng.normal(0, spread, (len(y), dim))
+    order = rng.permutation(len(y))
+    return x[order].astype(np.float32), y[order]
+
+
+@pytest.mark.parametrize(("channels", "size"), [(1, 16), (3, 20)])
+def test_augmentations_keep_shape_and_range(channels: int, size: int) -> None:
+    x = torch.rand(8, channels, size, size)
+    out = default_augmentation()(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    assert float(out.min()) >= 0 and float(out.max()) <= 1
+    assert not torch.allclose(out, x)
+
+
+def test_nt_xent_prefers_matching_pairs() -> None:
+    z = torch.randn(32, 8)
+    matched = nt_xent(z, z + 0.01 * torch.randn_like(z))
+    shuffled = nt_xent(z, z[torch.randperm(32)])
+    assert float(matched) < float(shuffled)
+
+
+def test_simclr_fits_any_size_and_is_deterministic_on_cpu() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 3, 12, 12)).astype(np.float32)
+    kwargs = {"widths": (8, 16, 16), "epochs": 2, "batch_size": 32, "seed": 3, "device": torch.device("cpu")}
+    first = SimCLR(**kwargs).fit(x)
+    features = first.transform(x)
+    assert features.shape == (64, 16) and np.isfinite(features).all()
+    assert first.history is not None and first.history.epochs == 2 and len(first.history.losses) == 2
+    again = SimCLR(**kwargs).fit(x).transform(x)
+    np.testing.assert_allclose(features, again, rtol=1e-5, atol=1e-5)
+
+
+def test_head_learns_separable_classes_and_leaves_unseen_classes_out() -> None:
+    x, y = _blobs(40)
+    labelled = np.flatnonzero(y < 3)[:60]
+    head = fit_head(x[labelled], y[labelled], 4, pool_features=x)
+    p = head.predict_proba(x)
+    assert p.shape == (len(x), 4) and np.allclose(p.sum(1), 1, atol=1e-5)
+    seen = y < 3
+    assert (p[seen].argmax(1) == y[seen]).mean() > 0.95
+    assert p[:, 3].max() < 1e-6  # class 3 was never labelled
+    assert head.info["chosen_by"].endswith("cross-validation")
+
+
+def test_temperature_cools_overconfident_logits() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    logits = rng.normal(0, 1, (300, 3))
+    logits[np.arange(300), y] += 1.0
+    assert fit_temperature(logits * 10, y) > 3  # ten times too sharp: calibration undoes most of it
+    assert 0.5 < fit_temperature(logits, y) < 2
+
+
+def test_the_pool_graph_wins_when_labels_are_few() -> None:
+    # Noisy clusters, two labels per class: the unlabelled pool shows where each cluster lies.
+    x, y = _blobs(100, n_classes=5, dim=32, spread=5.0)
+    labelled = np.concatenate([np.flatnonzero(y == c)[:2] for c in range(5)])
+    learner = fit_learner(x, labelled, y[labelled], 5, seed=0)
+    supervised = fit_head(x[labelled], y[labelled], 5, pool_features=x)
+    accuracy = (learner.predict_proba(x).argmax(1) == y).mean()
+    assert learner.mode == "propagated"
+    assert accuracy > (supervised.predict_proba(x).argmax(1) == y).mean() + 0.1
+    assert accuracy > 0.85
+
+
+def test_a_validation_split_chooses_the_read_out() -> None:
+    x, y = _blobs(60)
+    labelled = np.arange(80)
+    held = np.arange(80, 160)
+    learner = fit_learner(x, labelled, y[labelled], 4, validation=(x[held], y[held]))
+    assert learner.info["held_out"] == "validation"
+    assert (learner.predict_proba(x[160:]).argmax(1) == y[160:]).mean() > 0.95
+
+
+def test_snn_climbs_the_head_in_feature_space() -> None:
+    x, y = _blobs(50, spread=3.0)  # overlapping classes: no labelled loss is saturated at zero
+    labelled = np.arange(40)
+    head = fit_head(x[labelled], y[labelled], 4, pool_features=x)
+    moved, before, after = latent_ascent(_Identity(), _HeadModel(head), x[labelled], y[labelled], alpha=1.0, n_steps=3)
+    assert (after >= before - 1e-6).all() and (after > before).mean() > 0.9
+    assert np.linalg.norm(moved - x[labelled], axis=1).min() > 0.5
+    ctx = SelectionContext(
+        candidate_ids=np.arange(40, 200),
+        labelled_ids=labelled,
+        labels=y[labelled],
+        n_classes=4,
+        probabilities=head.predict_proba(x[40:]),
+        candidate_features=x[40:],
+        labelled_features=x[labelled],
+        extras={"head": head},
+    )
+    selection = get_strategy("snn", explore_until_per_class=0).select(ctx, 12)
+    assert len(set(selection.image_ids)) == 12 and set(selection.image_ids) <= set(range(40, 200))
+    assert all("source_image_id" in r for r in selection.reasons)
+
+
+def test_auto_explores_by_typicality_then_follows_the_margin() -> None:
+    x, y = _blobs(50)
+    probabilities = np.full((150, 4), 0.25, dtype=np.float32)
+    probabilities[:, 0] += np.linspace(0, 0.7, 150)
+    probabilities /= probabilities.sum(1, keepdims=True)
+
+    def ctx(n_labelled: int) -> SelectionContext:
+        return SelectionContext(
+            candidate_ids=np.arange(50, 200),
+            labelled_ids=np.arange(n_labelled),
+            labels=y[:n_labelled],
+            n_classes=4,
+            probabilities=probabilities,
+            candidate_features=x[50:],
+            labelled_features=x[:n_labelled],
+        )
+
+    few = get_strategy("auto").select(ctx(39), 5)
+    assert all(r["strategy"] == "typiclust" and r["part_of"] == "auto" for r in few.reasons)
+    many = get_strategy("auto").select(ctx(40), 5)
+    assert all(r["strategy"] == "margin" for r in many.reasons)
+    # Margin takes the least decided candidates: the first rows, where class 0 barely leads.
+    assert max(many.image_ids) < 50 + 20
+
+
+def test_run_step_trains_the_head_on_features_and_selects_in_that_space() -> None:
+    x, y = _blobs(60, dim=8)
+    pool_x = np.zeros((len(x), 1, 8, 8), dtype=np.float32)  # pixels are unused by the feature learner
+    labelled = np.arange(40)
+    step = run_step(
+        pool_x=pool_x[:200],
+        pool_ids=np.arange(200) + 1000,
+        labelled_pos=labelled,
+        labels=y[labelled],
+        candidate_pos=np.arange(40, 200),
+        eval_x=pool_x[200:],
+        eval_y=y[200:],
+        n_classes=4,
+        strategy="auto",
+        params={},
+        batch_size=10,
+        seed=0,
+        device=torch.device("cpu"),
+        features=x[:200],
+        eval_features=x[200:],
+        graph=PoolGraph.build(x[:200]),
+    )
+    assert step.learner is not None and step.model is None
+    assert step.accuracy is not None and step.accuracy > 0.95
+    assert len(step.selection.image_ids) == 10 and min(step.selection.image_ids) >= 1040
