@@ -32,12 +32,23 @@ def _die_with_parent() -> None:
         pass
 
 
-def start_worker_process(settings: Settings, queues: str = "training,light") -> subprocess.Popen[bytes]:
+def start_worker_process(settings: Settings, queues: str = "training,light", nice: int = 0) -> subprocess.Popen[bytes]:
+    def prepare() -> None:
+        _die_with_parent()
+        if nice:
+            os.nice(nice)
+
     return subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker", "--queues", queues],
+        [sys.executable, "-m", "app.cli", "worker", "--queues", queues, "--hostname", f"{queues}@%h"],
         env=_worker_env(settings),
-        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        preexec_fn=prepare if sys.platform.startswith("linux") else None,
     )
+
+
+def start_embedded_workers(settings: Settings) -> list[subprocess.Popen[bytes]]:
+    """Rounds and simulations in one worker; representation training in a second, niced one, so a
+    round never waits behind a representation and the API keeps its share of the CPU."""
+    return [start_worker_process(settings), start_worker_process(settings, "background", nice=10)]
 
 
 def _raise_keyboard_interrupt(signum: int, _frame: object) -> None:
@@ -45,7 +56,7 @@ def _raise_keyboard_interrupt(signum: int, _frame: object) -> None:
 
 
 def run_server_with_worker(
-    app: object, host: str, port: int, log_level: str, worker: subprocess.Popen[bytes] | None
+    app: object, host: str, port: int, log_level: str, workers: list[subprocess.Popen[bytes]]
 ) -> None:
     import uvicorn
 
@@ -57,7 +68,7 @@ def run_server_with_worker(
     except KeyboardInterrupt:
         pass
     finally:
-        if worker is not None:
+        for worker in workers:
             stop_worker_process(worker)
 
 
@@ -80,8 +91,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = get_settings()
     if settings.auto_migrate:
         upgrade(settings)
-    worker = start_worker_process(settings) if settings.runs_embedded_worker and not args.no_worker else None
-    run_server_with_worker(create_app(), args.host, args.port, args.log_level, worker)
+    workers = start_embedded_workers(settings) if settings.runs_embedded_worker and not args.no_worker else []
+    run_server_with_worker(create_app(), args.host, args.port, args.log_level, workers)
     return 0
 
 

@@ -30,7 +30,7 @@ def run_demo(*, host: str, port: int, dataset: str, batch_size: int) -> int:
         warnings.simplefilter("ignore", DeprecationWarning)
         from fastapi.testclient import TestClient
 
-    from app.cli import run_server_with_worker, start_worker_process, stop_worker_process
+    from app.cli import run_server_with_worker, start_embedded_workers, stop_worker_process
     from app.core.db import session_scope
     from app.core.migrate import upgrade
     from app.datasets import load_dataset, split_indices, to_zip
@@ -39,7 +39,7 @@ def run_demo(*, host: str, port: int, dataset: str, batch_size: int) -> int:
     from app.users.orm import Role
 
     upgrade(settings)
-    worker = start_worker_process(settings) if settings.runs_embedded_worker else None
+    workers = start_embedded_workers(settings) if settings.runs_embedded_worker else []
     try:
         tokens: dict[str, str] = {}
         ids: dict[str, int] = {}
@@ -84,7 +84,7 @@ def run_demo(*, host: str, port: int, dataset: str, batch_size: int) -> int:
         if not rounds:
             response = client.post(
                 f"/api/v1/projects/{pid}/rounds",
-                json={"strategy": "entropy", "batch_size": batch_size},
+                json={"strategy": "auto", "batch_size": batch_size},
                 headers=engineer,
             )
             response.raise_for_status()
@@ -112,8 +112,8 @@ def run_demo(*, host: str, port: int, dataset: str, batch_size: int) -> int:
         )
         print("Press Ctrl-C to stop the server and its worker.\n", flush=True)
     except BaseException:
-        if worker is not None:
+        for worker in workers:
             stop_worker_process(worker)
         raise
-    run_server_with_worker(create_app(), host, port, "warning", worker)
+    run_server_with_worker(create_app(), host, port, "warning", workers)
     return 0

@@ -4,6 +4,7 @@ from app.annotations.orm import Annotation
 from app.core.db import Base
 from app.images.orm import Image, Split
 from app.projects.orm import Project, ProjectMember
+from app.representations.orm import Representation
 from app.rounds.orm import Round, RoundStatus, Suggestion, SuggestionStatus
 from app.simulations.orm import Simulation
 from app.users.orm import ApiToken, Role, User
@@ -15,6 +16,7 @@ __all__ = [
     "Image",
     "Project",
     "ProjectMember",
+    "Representation",
     "Role",
     "Round",
     "RoundStatus",

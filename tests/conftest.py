@@ -99,6 +99,8 @@ def start_service(tmp: Path, extra_env: dict[str, str], *, separate_worker: bool
         "SUGGESTLAB_DATA_DIR": str(tmp / "data"),
         "SUGGESTLAB_ENVIRONMENT": "test",
         "SUGGESTLAB_MAX_IMAGE_PIXELS": "1000000",
+        # Every pool upload starts a representation job; in tests it trains for seconds, not minutes.
+        "SUGGESTLAB_REPRESENTATION_TIME_BUDGET_S": "8",
         "PYTHONUNBUFFERED": "1",
         **extra_env,
     }

@@ -106,6 +106,8 @@ def test_broker_outage_when_starting_a_round(proxied: dict) -> None:
     rounds = service.admin.get(f"/projects/{project['id']}/rounds").json()["data"]
     # The round that could not be sent is failed with the reason, not left queued forever.
     assert [r["status"] for r in rounds] == ["failed"] and "task queue" in rounds[0]["error"]
+    # Members read round errors: the broker's address is not in them.
+    assert "127.0.0.1" not in rounds[0]["error"] and "redis" not in rounds[0]["error"].lower()
 
     def start() -> dict | None:
         response = service.admin.post(f"/projects/{project['id']}/rounds", json={"strategy": "random", "batch_size": 5})

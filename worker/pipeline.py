@@ -24,7 +24,8 @@ from app.core.settings import Settings
 from app.images.orm import Image, Split
 from app.projects.orm import Project
 from app.projects.schemas import ProjectSettings
-from app.rounds.orm import ACTIVE_STATUSES, Round, RoundStatus, Suggestion
+from app.representations import service as representations
+from app.rounds.orm import ACTIVE_STATUSES, Round, RoundStatus, Suggestion, SuggestionStatus
 from app.storage import Storage, get_storage
 from worker.data import encode_png, load_arrays
 
@@ -51,11 +52,16 @@ class RoundInputs:
     pool_keys: list[str]
     pool_synthetic: list[bool]
     labels: dict[int, int]
+    # Images still pending in an open round: never suggested twice at once.
+    pending_elsewhere: set[int]
     validation_ids: list[int]
     validation_keys: list[str]
     validation_labels: list[int]
     previous_vae_key: str | None = None
     previous_vae_round: int | None = None
+    representation_id: int | None = None
+    representation_artifacts: dict[str, Any] = field(default_factory=dict)
+    representation_active: bool = False
 
 
 @dataclass
@@ -165,6 +171,19 @@ def _claim(round_id: int, settings: Settings) -> RoundInputs | None:
         vae_key, vae_round = next(((a["vae"], rid) for rid, a in previous if a and a.get("vae")), (None, None))
         params = dict(round_.params or {})
         seed = int(params.pop("seed", project.id * 10_000 + round_.index))
+        pending_elsewhere = set(
+            session.scalars(
+                select(Suggestion.image_id)
+                .join(Round, Round.id == Suggestion.round_id)
+                .where(
+                    Round.project_id == project.id,
+                    Round.status == RoundStatus.ready,
+                    Suggestion.status == SuggestionStatus.pending,
+                )
+            )
+        )
+        ready = representations.latest_ready(session, project_id=project.id)
+        rep_active = representations.active(session, project_id=project.id) is not None
         return RoundInputs(
             round_id=round_.id,
             project_id=project.id,
@@ -178,11 +197,15 @@ def _claim(round_id: int, settings: Settings) -> RoundInputs | None:
             pool_keys=[r[1] for r in pool],
             pool_synthetic=[bool(r[2]) for r in pool],
             labels=labels,
+            pending_elsewhere=pending_elsewhere,
             validation_ids=[r[0] for r in validation if r[2] in class_index],
             validation_keys=[r[1] for r in validation if r[2] in class_index],
             validation_labels=[class_index[r[2]] for r in validation if r[2] in class_index],
             previous_vae_key=vae_key,
             previous_vae_round=vae_round,
+            representation_id=ready.id if ready else None,
+            representation_artifacts=dict(ready.artifacts) if ready else {},
+            representation_active=rep_active,
         )
 
 
@@ -258,7 +281,9 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
         [
             i
             for i, image_id in enumerate(inputs.pool_ids)
-            if image_id not in inputs.labels and not inputs.pool_synthetic[i]
+            if image_id not in inputs.labels
+            and not inputs.pool_synthetic[i]
+            and image_id not in inputs.pending_elsewhere
         ],
         dtype=np.int64,
     )
@@ -271,7 +296,22 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
     device = select_device(settings.torch_device)
 
     t = time.monotonic()
-    vae, latents, artifacts, vae_info = _latent_space(inputs, pool_x, pool_ids, storage, device, report)
+    features, val_features, representation_info = _representation(
+        inputs, pool_x, pool_ids, val_x, storage, device, settings
+    )
+    representation_s = time.monotonic() - t
+    t = time.monotonic()
+    vae = None
+    vae_info: dict[str, Any] = {"trained": False, "needed": False}
+    if features is None or inputs.strategy in ("si", "snn-plain", "hybrid"):
+        vae, latents, artifacts, vae_info = _latent_space(inputs, pool_x, pool_ids, storage, device, report)
+    else:
+        from worker.artifacts import save_latents
+
+        # The learned space is the round's latent space: strategies, the index and the map use it.
+        latents = features
+        artifacts = {"latents": artifact_key(inputs.project_id, inputs.round_id, "latents.npz")}
+        save_latents(storage, artifacts["latents"], pool_ids, latents)
     vae_s = time.monotonic() - t
     index = (
         LatentIndex(exact_max=settings.latent_index_exact_max).fit(
@@ -302,6 +342,9 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
         latents=latents,
         generative=lambda: {"vae": vae, "candidate_index": index},
         report=report,
+        features=features,
+        eval_features=val_features,
+        head_validation=True,
     )
     selection = step.selection
     for reason in selection.reasons:
@@ -316,8 +359,11 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
         "accuracy": step.accuracy,
         "per_class": dict(zip(inputs.classes, step.per_class, strict=True)) if step.per_class else None,
         "vae": vae_info,
+        "representation": representation_info,
+        "learner": step.learner.info if step.learner is not None else {"mode": "cnn from scratch"},
         "timings": {
             "load_s": round(load_s, 3),
+            "representation_s": round(representation_s, 3),
             "vae_s": round(vae_s, 3),
             **{k: round(v, 3) for k, v in step.timings.items()},
             "total_s": round(time.monotonic() - started, 3),
@@ -331,6 +377,70 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
         synthetic=selection.synthetic,
         artifacts=artifacts,
     )
+
+
+def _request_representation(project_id: int, settings: Settings) -> int | None:
+    """Queues a representation job unless one is queued or training; never fails the round."""
+    from app.core.queue import enqueue_representation
+
+    try:
+        with session_scope(settings) as session:
+            row = representations.request(session, project_id=project_id)
+            requested = row.id if row is not None else None
+        if requested is not None:
+            enqueue_representation(requested)
+        return requested
+    except Exception:
+        log.warning("could not request a representation for project %s", project_id, exc_info=True)
+        return None
+
+
+def _representation(
+    inputs: RoundInputs,
+    pool_x: np.ndarray,
+    pool_ids: np.ndarray,
+    val_x: np.ndarray,
+    storage: Storage,
+    device: Any,
+    settings: Settings,
+) -> tuple[np.ndarray | None, np.ndarray | None, dict[str, Any]]:
+    """The pool and validation split in the newest ready representation, or (None, None) when there is
+    none yet (the round then falls back to the VAE and a CNN). Images the representation has not seen
+    are encoded now; a pool that changed by more than the refresh fraction asks for a new one."""
+    from models.representation import encode
+    from worker.representation import load_encoder, load_features
+
+    project = inputs.settings
+    if project.representation == "none":
+        return None, None, {"kind": "vae", "why": "the project turned representations off"}
+    if not inputs.representation_artifacts:
+        requested = None if inputs.representation_active else _request_representation(inputs.project_id, settings)
+        why = "none is ready yet; one is training" if inputs.representation_active or requested else "none is ready"
+        return None, None, {"kind": "vae", "why": why, "requested": requested}
+    ids, known = load_features(storage, inputs.representation_artifacts["features"])
+    row_of = {int(image_id): row for row, image_id in enumerate(ids.tolist())}
+    missing = [i for i, image_id in enumerate(pool_ids.tolist()) if image_id not in row_of]
+    encoder = load_encoder(storage, inputs.representation_artifacts["encoder"], device)
+    features = np.zeros((len(pool_ids), known.shape[1]), dtype=np.float32)
+    missing_set = set(missing)
+    present = [i for i in range(len(pool_ids)) if i not in missing_set]
+    features[present] = known[[row_of[int(pool_ids[i])] for i in present]]
+    if missing:
+        features[missing] = encode(encoder, pool_x[missing])
+    val_features = encode(encoder, val_x) if len(val_x) else np.zeros((0, known.shape[1]), np.float32)
+    gone = len(set(row_of) - set(pool_ids.tolist()))
+    changed = (len(missing) + gone) / max(len(ids), 1)
+    requested = None
+    if changed > project.vae_refresh_fraction and not inputs.representation_active:
+        requested = _request_representation(inputs.project_id, settings)
+    info = {
+        "kind": "simclr",
+        "id": inputs.representation_id,
+        "encoded_now": len(missing),
+        "pool_changed": round(changed, 4),
+        "refresh_requested": requested,
+    }
+    return features, val_features, info
 
 
 def _latent_space(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from app.core.queue import RUN_ROUND_TASK, RUN_SIMULATION_TASK
+from app.core.queue import RUN_ROUND_TASK, RUN_SIMULATION_TASK, TRAIN_REPRESENTATION_TASK
 from app.core.settings import get_settings
-from worker import pipeline, simulation
+from worker import pipeline, representation, simulation
 from worker.celery_app import celery_app
 
 
@@ -16,3 +16,8 @@ def run_round(round_id: int) -> None:
 @celery_app.task(name=RUN_SIMULATION_TASK, acks_late=True, reject_on_worker_lost=True)
 def run_simulation(simulation_id: int) -> None:
     simulation.run_simulation(simulation_id, get_settings())
+
+
+@celery_app.task(name=TRAIN_REPRESENTATION_TASK, acks_late=True, reject_on_worker_lost=True)
+def train_representation(representation_id: int) -> None:
+    representation.train_representation(representation_id, get_settings())

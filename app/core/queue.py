@@ -16,13 +16,16 @@ from app.core.settings import Settings, get_settings
 
 RUN_ROUND_TASK = "suggestlab.run_round"
 RUN_SIMULATION_TASK = "suggestlab.run_simulation"
+TRAIN_REPRESENTATION_TASK = "suggestlab.train_representation"
 TRAINING_QUEUE = "training"
 LIGHT_QUEUE = "light"
+# Long jobs that no round may wait behind: representation training.
+BACKGROUND_QUEUE = "background"
 
 
 def embedded_broker_dirs(settings: Settings) -> dict[str, Path]:
     root = settings.data_dir / "broker"
-    return {"queue": root / "queue", "processed": root / "processed"}
+    return {"queue": root / "queue", "processed": root / "processed", "control": root / "control"}
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -35,7 +38,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "task_default_queue": TRAINING_QUEUE,
-        "task_routes": {RUN_ROUND_TASK: {"queue": TRAINING_QUEUE}, RUN_SIMULATION_TASK: {"queue": TRAINING_QUEUE}},
+        "task_routes": {
+            RUN_ROUND_TASK: {"queue": TRAINING_QUEUE},
+            RUN_SIMULATION_TASK: {"queue": TRAINING_QUEUE},
+            TRAIN_REPRESENTATION_TASK: {"queue": BACKGROUND_QUEUE},
+        },
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
         "task_soft_time_limit": settings.round_soft_time_limit,
@@ -50,6 +57,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "data_folder_out": str(dirs["queue"]),
             "processed_folder": str(dirs["processed"]),
             "store_processed": False,
+            # kombu's default is ./control in whatever folder the process was started from.
+            "control_folder": str(dirs["control"]),
         }
     elif settings.broker_url.startswith("redis"):
         # Longer than the longest round (its hard time limit), or Redis would hand an unacknowledged
@@ -72,6 +81,10 @@ def _client() -> Celery:
 
 def enqueue_round(round_id: int) -> None:
     _client().send_task(RUN_ROUND_TASK, args=[round_id], queue=TRAINING_QUEUE)
+
+
+def enqueue_representation(representation_id: int) -> None:
+    _client().send_task(TRAIN_REPRESENTATION_TASK, args=[representation_id], queue=BACKGROUND_QUEUE)
 
 
 def enqueue_simulation(simulation_id: int) -> None:

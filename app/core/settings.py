@@ -39,6 +39,16 @@ class Settings(BaseSettings):
     max_zip_entries: int = 50_000
     max_zip_uncompressed_bytes: int = 2 * 1024 * 1024 * 1024
     max_zip_ratio: float = 250.0
+    # Every request body that is not an upload is small JSON; this bounds what an unauthenticated
+    # client can make the server hold in memory.
+    max_json_bytes: int = 1024 * 1024
+
+    # Browser sessions: the cookie holds a session token that ends at sign-out or after this long;
+    # cookie_secure marks it Secure (set it whenever the service is reached over HTTPS).
+    session_hours: float = 12.0
+    cookie_secure: bool = False
+    # Authentication failures allowed per client address, in the `limits` notation.
+    auth_failure_limit: str = "30/minute"
 
     lease_seconds: int = 600
     round_max_attempts: int = 3
@@ -55,6 +65,9 @@ class Settings(BaseSettings):
     embedded_worker: bool | None = None
     auto_migrate: bool = True
     torch_device: str = "auto"
+    # Caps one representation job's training time (seconds); None: the device's setting
+    # (8 minutes on a CPU, 30 on a GPU).
+    representation_time_budget_s: float | None = None
     # Pools up to this many latents use exact nearest-neighbour search; larger ones an HNSW graph.
     latent_index_exact_max: int = 50_000
 

@@ -22,7 +22,13 @@ class ProjectSettings(BaseModel):
     vae_prior: Literal["gaussian", "exemplar"] = "gaussian"
     vae_beta: float = Field(1.0, gt=0, le=100, description="Weight of the KL (or exemplar prior) term.")
     vae_refresh_fraction: float = Field(
-        0.1, ge=0, le=1, description="Retrain the VAE when the pool changed by more than this."
+        0.1, ge=0, le=1, description="Retrain the VAE (and the representation) when the pool changed by more."
+    )
+    representation: Literal["simclr", "none"] = Field(
+        "simclr", description="Learn a self-supervised representation of the pool in the background."
+    )
+    representation_epochs: int | None = Field(
+        None, ge=1, le=1000, description="SimCLR epochs; default 150 on a GPU, 20 (at most 8 minutes) on a CPU."
     )
 
 
@@ -73,9 +79,17 @@ class ProjectList(BaseModel):
 
 
 class MemberAdd(BaseModel):
-    user_id: int
+    user_id: int = Field(ge=1, le=2**31 - 1)
 
 
 class MemberRead(BaseModel):
     project_id: int
     user_id: int
+    name: str | None = None
+    role: str | None = None
+    added: bool = True
+
+
+class MemberList(BaseModel):
+    data: list[MemberRead]
+    count: int

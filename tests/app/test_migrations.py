@@ -10,7 +10,18 @@ from sqlalchemy import create_engine, inspect
 from app.core.migrate import downgrade, upgrade
 from app.core.settings import Settings
 
-TABLES = {"user", "api_token", "project", "project_member", "image", "round", "suggestion", "annotation", "simulation"}
+TABLES = {
+    "user",
+    "api_token",
+    "project",
+    "project_member",
+    "image",
+    "round",
+    "suggestion",
+    "annotation",
+    "simulation",
+    "representation",
+}
 
 
 def _tables(url: str) -> set[str]:
@@ -46,3 +57,21 @@ def test_upgrade_downgrade_upgrade(backend: str, tmp_path: Path, request: pytest
 
         with psycopg.connect(plain, autocommit=True) as conn:
             conn.execute("DROP DATABASE suggestlab_migration_check WITH (FORCE)")
+
+
+def test_migrations_build_exactly_the_orm_schema(tmp_path: Path) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    import app.orm  # noqa: F401  (every ORM module, so the metadata is complete)
+    from app.core.db import Base
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    upgrade(Settings(data_dir=tmp_path, database_url=url))
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    finally:
+        engine.dispose()
+    assert diff == []

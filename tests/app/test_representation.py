@@ -1,0 +1,85 @@
+"""The learned representation through REST and real workers: an upload starts it in the background,
+a round never waits for it, and the next round selects in it with a head on its features."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from tests.app.test_method_rounds import _label_suggestions
+from tests.conftest import LiveService, wait_for_round
+from tests.factories import create_project, digits_zip, upload
+
+
+def _wait_ready(client, pid: int, timeout: float = 240) -> dict:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = client.get(f"/projects/{pid}/representations").json()["data"]
+        if rows and rows[0]["status"] not in ("queued", "training"):
+            return rows[0]
+        time.sleep(0.5)
+    raise AssertionError(f"no representation finished in {timeout}s: {rows}")
+
+
+def test_representation_trains_in_the_background_and_rounds_select_in_it(sqlite_service: LiveService) -> None:
+    eng_id, eng = sqlite_service.new_user("engineer")
+    ann_id, ann = sqlite_service.new_user("annotator")
+    engineer = sqlite_service.client(eng)
+    project = create_project(sqlite_service.admin, members=[eng_id, ann_id], representation_epochs=3)
+    pid = project["id"]
+    upload(sqlite_service.admin, pid, [("pool.zip", digits_zip(np.arange(3000, 3200), with_labels=False))])
+    upload(
+        sqlite_service.admin,
+        pid,
+        [("val.zip", digits_zip(np.arange(3500, 3550), with_labels=True))],
+        split="validation",
+    )
+    # The pool upload queued a representation job; the annotator sees it but may not start one.
+    listed = engineer.get(f"/projects/{pid}/representations").json()
+    assert listed["count"] == 1
+    assert sqlite_service.client(ann).post(f"/projects/{pid}/representations").status_code == 403
+
+    # A round started now does not wait for it (it runs on its own worker and records what it used).
+    first = wait_for_round(engineer, engineer.post(f"/projects/{pid}/rounds", json={"batch_size": 20}).json()["id"])
+    assert first["status"] == "ready", first
+    assert first["strategy"] == "auto"
+    assert first["metrics"]["representation"]["kind"] in ("vae", "simclr")
+
+    ready = _wait_ready(engineer, pid)
+    assert ready["status"] == "ready", ready
+    assert ready["pool_size"] == 200 and 1 <= ready["metrics"]["epochs"] <= 3
+    assert ready["metrics"]["loss_first_last"][1] <= ready["metrics"]["loss_first_last"][0] + 0.5
+    names = {
+        i["id"]: i["original_name"]
+        for i in engineer.get(f"/projects/{pid}/images", params={"per_page": 500, "split": "pool"}).json()["data"]
+    }
+    labelled = _label_suggestions(engineer, sqlite_service, first["id"], names)
+
+    for strategy in ("snn", "auto"):
+        response = engineer.post(f"/projects/{pid}/rounds", json={"strategy": strategy, "batch_size": 10})
+        state = wait_for_round(engineer, response.json()["id"])
+        assert state["status"] == "ready", state
+        metrics = state["metrics"]
+        assert metrics["representation"] == {
+            "kind": "simclr",
+            "id": ready["id"],
+            "encoded_now": 0,
+            "pool_changed": 0.0,
+            "refresh_requested": None,
+        }
+        assert metrics["learner"]["mode"] in ("supervised", "propagated")
+        assert metrics["learner"]["held_out"] == "validation"
+        assert metrics["vae"]["trained"] is False and metrics["accuracy"] is not None
+        picks = engineer.get(f"/rounds/{state['id']}/suggestions").json()["data"]
+        assert len(picks) == 10 and not {p["image_id"] for p in picks} & labelled
+        if strategy == "snn":
+            assert any("source_image_id" in p["reason"] for p in picks)
+        else:
+            assert all(p["reason"]["part_of"] == "auto" for p in picks)
+        # The round's latent space is the representation: the map is drawn from its features.
+        assert engineer.get(f"/projects/{pid}/latent-map").status_code == 200
+
+    # A second training request while none is running is accepted; a third at once is a conflict.
+    assert engineer.post(f"/projects/{pid}/representations").status_code == 202
+    assert engineer.post(f"/projects/{pid}/representations").status_code == 409

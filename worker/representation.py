@@ -1,0 +1,180 @@
+"""The background job that learns a project's representation (SimCLR) from every pool image.
+
+It never runs on a round's critical path: rounds use the newest ready representation and request a
+new one when the pool has changed by more than the project's refresh fraction.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select, update
+
+from app.core.db import session_scope, utcnow
+from app.core.settings import Settings
+from app.images.orm import Image, Split
+from app.projects.orm import Project
+from app.projects.schemas import ProjectSettings
+from app.representations.orm import Representation
+from app.storage import Storage, get_storage
+from worker.data import load_arrays
+
+log = logging.getLogger("suggestlab.worker")
+
+# CPU: the small encoder, capped so a 5,000-image 28x28 pool finishes within 10 minutes on 2 cores.
+CPU_SETTING: dict[str, Any] = {"widths": (32, 64, 128), "epochs": 20, "time_budget_s": 480.0, "batch_size": 256}
+GPU_SETTING: dict[str, Any] = {"widths": (64, 128, 256), "epochs": 150, "time_budget_s": 1800.0, "batch_size": 512}
+
+
+def encoder_setting(device_type: str, project: ProjectSettings) -> dict[str, Any]:
+    setting = dict(GPU_SETTING if device_type == "cuda" else CPU_SETTING)
+    if project.representation_epochs is not None:
+        setting["epochs"] = project.representation_epochs
+    return setting
+
+
+def _key(project_id: int, representation_id: int, name: str) -> str:
+    return f"projects/{project_id}/representations/{representation_id}/{name}"
+
+
+def save_encoder(storage: Storage, key: str, encoder: Any) -> None:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(
+        {
+            "config": {"in_channels": encoder.in_channels, "widths": list(encoder.widths)},
+            "state_dict": {k: v.cpu() for k, v in encoder.state_dict().items()},
+        },
+        buf,
+    )
+    storage.put(key, buf.getvalue())
+
+
+def load_encoder(storage: Storage, key: str, device: Any) -> Any:
+    import torch
+
+    from models.representation import ConvEncoder
+
+    payload = torch.load(io.BytesIO(storage.get(key)), map_location=device, weights_only=True)
+    encoder = ConvEncoder(payload["config"]["in_channels"], payload["config"]["widths"]).to(device)
+    encoder.load_state_dict(payload["state_dict"])
+    encoder.eval()
+    return encoder
+
+
+def save_features(storage: Storage, key: str, ids: np.ndarray, features: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, ids=ids.astype(np.int64), features=features.astype(np.float32))
+    storage.put(key, buf.getvalue())
+
+
+def load_features(storage: Storage, key: str) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(io.BytesIO(storage.get(key))) as data:
+        return data["ids"], data["features"]
+
+
+class Cancelled(Exception):
+    pass
+
+
+def train_representation(representation_id: int, settings: Settings) -> None:
+    from models.representation import SimCLR
+    from models.training import select_device
+
+    with session_scope(settings) as session:
+        row = session.get(Representation, representation_id, with_for_update=True)
+        if row is None or row.status not in ("queued", "training"):
+            return
+        project = session.get(Project, row.project_id)
+        assert project is not None
+        project_settings = ProjectSettings.model_validate(project.settings or {})
+        pool = session.execute(
+            select(Image.id, Image.storage_key)
+            .where(Image.project_id == project.id, Image.split == Split.pool, Image.synthetic.is_(False))
+            .order_by(Image.id)
+        ).all()
+        row.status, row.phase, row.started_at, row.progress = "training", "loading pool", utcnow(), 0.0
+        row.pool_size = len(pool)
+        project_id = project.id
+    storage = get_storage(settings)
+    last = 0.0
+
+    def report(phase: str, progress: float, *, force: bool = False) -> None:
+        nonlocal last
+        if not force and time.monotonic() - last < 1.0:
+            return
+        last = time.monotonic()
+        with session_scope(settings) as session:
+            result = session.execute(
+                update(Representation)
+                .where(Representation.id == representation_id, Representation.status == "training")
+                .values(phase=phase, progress=round(progress, 4))
+            )
+            if not result.rowcount:  # type: ignore[attr-defined]
+                raise Cancelled
+
+    try:
+        if len(pool) < 32:
+            raise ValueError(f"the pool has {len(pool)} images; a representation needs at least 32")
+        x = load_arrays(storage, [r[1] for r in pool], project_settings.image_size, project_settings.channels)
+        device = select_device(settings.torch_device)
+        setting = encoder_setting(device.type, project_settings)
+        if settings.representation_time_budget_s is not None:
+            setting["time_budget_s"] = settings.representation_time_budget_s
+        report("training", 0.02, force=True)
+        started = time.monotonic()
+        model = SimCLR(
+            widths=setting["widths"],
+            epochs=setting["epochs"],
+            time_budget_s=setting["time_budget_s"],
+            batch_size=setting["batch_size"],
+            seed=project_id,
+            device=device,
+        ).fit(x, progress=lambda f: report("training", 0.02 + 0.9 * f))
+        report("encoding the pool", 0.93, force=True)
+        ids = np.asarray([r[0] for r in pool], dtype=np.int64)
+        features = model.transform(x)
+        encoder_key = _key(project_id, representation_id, "encoder.pt")
+        features_key = _key(project_id, representation_id, "features.npz")
+        save_encoder(storage, encoder_key, model.encoder)
+        save_features(storage, features_key, ids, features)
+        history = model.history
+        assert history is not None
+        metrics = {
+            "device": device.type,
+            "epochs": history.epochs,
+            "seconds": round(time.monotonic() - started, 1),
+            "loss_first_last": [round(history.losses[0], 4), round(history.losses[-1], 4)],
+            "widths": list(setting["widths"]),
+            "feature_dim": int(features.shape[1]),
+        }
+        with session_scope(settings) as session:
+            session.execute(
+                update(Representation)
+                .where(Representation.id == representation_id, Representation.status == "training")
+                .values(
+                    status="ready",
+                    phase="ready",
+                    progress=1.0,
+                    metrics=metrics,
+                    artifacts={"encoder": encoder_key, "features": features_key},
+                    finished_at=utcnow(),
+                )
+            )
+    except Cancelled:
+        log.info("representation %s was cancelled", representation_id)
+    except Exception as exc:
+        log.exception("representation %s failed", representation_id)
+        with session_scope(settings) as session:
+            session.execute(
+                update(Representation)
+                .where(Representation.id == representation_id)
+                .values(
+                    status="failed", phase="failed", error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=utcnow()
+                )
+            )
