@@ -76,3 +76,47 @@ def test_twenty_annotators_one_round(backend: str, request: pytest.FixtureReques
         assert by_image[image_id]["label"] == str(user_id % 10)
     labelled = service.admin.get(f"/projects/{pid}/images", params={"labelled": True}).json()["count"]
     assert labelled == BATCH
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_double_submits_store_one_label_and_undo_removes_it(backend: str, request: pytest.FixtureRequest) -> None:
+    from sqlalchemy import create_engine, text
+
+    service: LiveService = request.getfixturevalue(f"{backend}_service")
+    user_id, token = service.new_user("annotator")
+    project = create_project(service.admin, members=[user_id], representation="none")
+    pid = project["id"]
+    upload(service.admin, pid, [("pool.zip", digits_zip(np.arange(3200, 3230), with_labels=False))])
+    created = service.admin.post(f"/projects/{pid}/rounds", json={"strategy": "random", "batch_size": 6})
+    assert wait_for_round(service.admin, created.json()["id"])["status"] == "ready"
+    url = service.env.get("SUGGESTLAB_DATABASE_URL") or f"sqlite:///{service.data_dir / 'suggestlab.db'}"
+    engine = create_engine(url)
+    with service.client(token) as client:
+        items = client.post(f"/projects/{pid}/next", json={"limit": 6}).json()["data"]
+    try:
+
+        def submit(image_id: int, codes: list[int], lock: threading.Lock) -> None:
+            with service.client(token) as client:
+                response = client.post(f"/images/{image_id}/annotations", json={"label": "3"})
+                with lock:
+                    codes.append(response.status_code)
+
+        for item in items:
+            codes: list[int] = []
+            lock = threading.Lock()
+            threads = [threading.Thread(target=submit, args=(item["image_id"], codes, lock)) for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+            assert sorted(codes) == [200] * 7 + [201], codes
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    text("SELECT id, is_current FROM annotation WHERE image_id = :i"), {"i": item["image_id"]}
+                ).all()
+            assert len(rows) == 1 and rows[0][1], rows
+            with service.client(token) as client:
+                assert client.delete(f"/annotations/{rows[0][0]}").status_code == 200
+                assert client.get(f"/images/{item['image_id']}").json()["label"] is None
+    finally:
+        engine.dispose()

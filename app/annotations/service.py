@@ -109,6 +109,10 @@ def suggestion_in_round(session: Session, *, round_: Round, image_id: int) -> Su
     return session.scalar(select(Suggestion).where(Suggestion.round_id == round_.id, Suggestion.image_id == image_id))
 
 
+class LabelledByOther(Exception):
+    """The item already carries another annotator's label (or skip)."""
+
+
 def annotate(
     session: Session,
     *,
@@ -117,16 +121,43 @@ def annotate(
     label: str,
     duration_ms: int | None,
     suggestion: Suggestion | None,
+    may_override: bool = False,
 ) -> tuple[Annotation, bool]:
-    """Records a label; returns (annotation, created). Re-sending the current label is a no-op."""
+    """Records a label; returns (annotation, created). Re-sending the current label is a no-op.
+
+    Without `may_override` (annotators) the suggestion is claimed by one conditional UPDATE: it must
+    be pending with a lease that is free, expired or the caller's, or already finished by the caller.
+    Two annotators racing for one item, or a label racing a skip, cannot both win. Admins and
+    engineers may relabel anyone's work; the new row records who did, the old one stays as history.
+    """
     now = utcnow()
-    if suggestion is not None:
-        holder, expires = suggestion.lease_holder_id, suggestion.lease_expires_at
-        if holder is not None and holder != user.id and expires is not None and expires >= now:
-            raise LeaseConflict
+    # Lock first, read after: on PostgreSQL two concurrent submits queue on the image row here, and
+    # the second then sees the first's label (idempotent) instead of adding a duplicate row.
+    session.execute(select(Image.id).where(Image.id == image.id).with_for_update())
     latest = current(session, image_id=image.id)
     if latest is not None and latest.label == label and latest.annotator_id == user.id:
         return latest, False
+    if suggestion is not None:
+        finished = (SuggestionStatus.labelled, SuggestionStatus.skipped)
+        claim = update(Suggestion).where(Suggestion.id == suggestion.id)
+        if not may_override:
+            claim = claim.where(
+                or_(
+                    and_(Suggestion.status == SuggestionStatus.pending, _lease_is_free(user, now)),
+                    and_(Suggestion.status.in_(finished), Suggestion.lease_holder_id == user.id),
+                )
+            )
+        result = session.execute(
+            claim.values(status=SuggestionStatus.labelled, lease_holder_id=user.id, lease_expires_at=None)
+        )
+        if not result.rowcount:  # type: ignore[attr-defined]
+            session.refresh(suggestion)
+            if suggestion.status == SuggestionStatus.pending:
+                raise LeaseConflict
+            raise LabelledByOther
+        session.refresh(suggestion)
+    elif latest is not None and latest.annotator_id != user.id and not may_override:
+        raise LabelledByOther
     annotation = Annotation(
         image_id=image.id,
         label=label,
@@ -135,11 +166,17 @@ def annotate(
         suggestion_id=suggestion.id if suggestion else None,
         duration_ms=duration_ms,
     )
+    if latest is not None:
+        latest.is_current = None
+        session.flush()
+    annotation.is_current = True
     session.add(annotation)
+    # Labelled by any path: the image's pending suggestions in every other round are done too, so no
+    # annotator is served an image that already has its label.
+    others = update(Suggestion).where(Suggestion.image_id == image.id, Suggestion.status == SuggestionStatus.pending)
     if suggestion is not None:
-        suggestion.status = SuggestionStatus.labelled
-        suggestion.lease_holder_id = user.id
-        suggestion.lease_expires_at = None
+        others = others.where(Suggestion.id != suggestion.id)
+    session.execute(others.values(status=SuggestionStatus.labelled, lease_expires_at=None))
     session.flush()
     return annotation, True
 
@@ -148,8 +185,16 @@ def undo(session: Session, *, annotation: Annotation, lease_seconds: int) -> int
     """Deletes an annotation; a suggestion it completed goes back to pending, leased to the same person."""
     suggestion = session.get(Suggestion, annotation.suggestion_id) if annotation.suggestion_id else None
     user_id = annotation.annotator_id
+    session.execute(select(Image.id).where(Image.id == annotation.image_id).with_for_update())
+    was_current, image_id = annotation.is_current, annotation.image_id
     session.delete(annotation)
     session.flush()
+    if was_current:
+        # The label before it becomes current again (relabel history), if there is one.
+        previous = current(session, image_id=image_id)
+        if previous is not None:
+            previous.is_current = True
+            session.flush()
     if suggestion is None or suggestion.status != SuggestionStatus.labelled:
         return None
     still_labelled = session.scalar(select(func.count()).where(Annotation.suggestion_id == suggestion.id))
@@ -163,15 +208,23 @@ def undo(session: Session, *, annotation: Annotation, lease_seconds: int) -> int
 
 
 def skip(session: Session, *, suggestion: Suggestion, user: User) -> Suggestion:
-    now = utcnow()
-    holder, expires = suggestion.lease_holder_id, suggestion.lease_expires_at
-    if holder is not None and holder != user.id and expires is not None and expires >= now:
-        raise LeaseConflict
-    if suggestion.status == SuggestionStatus.pending:
-        suggestion.status = SuggestionStatus.skipped
-        suggestion.lease_holder_id = user.id
-        suggestion.lease_expires_at = None
-        session.flush()
+    """Skips a pending item whose lease is free or the caller's (one conditional UPDATE, so a skip
+    racing a label cannot both win); skipping one's own finished item again is a no-op."""
+    result = session.execute(
+        update(Suggestion)
+        .where(
+            Suggestion.id == suggestion.id,
+            Suggestion.status == SuggestionStatus.pending,
+            _lease_is_free(user, utcnow()),
+        )
+        .values(status=SuggestionStatus.skipped, lease_holder_id=user.id, lease_expires_at=None)
+    )
+    session.refresh(suggestion)
+    if not result.rowcount:  # type: ignore[attr-defined]
+        if suggestion.status == SuggestionStatus.pending:
+            raise LeaseConflict
+        if suggestion.lease_holder_id != user.id:
+            raise LabelledByOther
     return suggestion
 
 

@@ -101,10 +101,21 @@ def annotate(
         raise HTTPException(status.HTTP_403_FORBIDDEN, "annotators can label only images suggested in the open round")
     try:
         annotation, created = service.annotate(
-            session, image=image, user=user, label=body.label, duration_ms=body.duration_ms, suggestion=suggestion
+            session,
+            image=image,
+            user=user,
+            label=body.label,
+            duration_ms=body.duration_ms,
+            suggestion=suggestion,
+            may_override=user.role != Role.annotator,
         )
     except service.LeaseConflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, "this item is leased to another annotator") from exc
+    except service.LabelledByOther as exc:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            "another annotator already finished this item; relabelling their work needs an engineer or admin",
+        ) from exc
     if not created:
         response.status_code = status.HTTP_200_OK
     return AnnotationRead.model_validate(annotation)
@@ -130,4 +141,6 @@ def skip(suggestion: MemberSuggestion, session: SessionDep, user: CurrentUser) -
         service.skip(session, suggestion=suggestion, user=user)
     except service.LeaseConflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, "this item is leased to another annotator") from exc
+    except service.LabelledByOther as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, "another annotator already finished this item") from exc
     return SuggestionRead.model_validate(suggestion)

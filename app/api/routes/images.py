@@ -3,10 +3,11 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Response, status
 
 from app.annotations import service as annotations
-from app.api.deps import MemberImage, SessionDep, StorageDep
+from app.api.deps import CurrentUser, MemberImage, SessionDep, StorageDep
 from app.images.ingest import content_type, thumbnail
 from app.images.schemas import ImageRead
 from app.storage import StorageError
+from app.users.orm import Role, User
 
 router = APIRouter(tags=["images"])
 
@@ -19,11 +20,17 @@ SAFE_HEADERS = {
 }
 
 
+def for_viewer(image: ImageRead, user: User) -> ImageRead:
+    """An annotator never sees an image's ground truth: it is the answer they are asked for."""
+    return image.model_copy(update={"ground_truth": None}) if user.role == Role.annotator else image
+
+
 @router.get("/images/{image_id}", response_model=ImageRead)
-def read_image(image: MemberImage, session: SessionDep) -> ImageRead:
-    """One image's metadata and current label."""
+def read_image(image: MemberImage, session: SessionDep, user: CurrentUser) -> ImageRead:
+    """One image's metadata and current label (ground truth only for admins and engineers)."""
     current = annotations.current(session, image_id=image.id)
-    return ImageRead.model_validate(image).model_copy(update={"label": current.label if current else None})
+    read = ImageRead.model_validate(image).model_copy(update={"label": current.label if current else None})
+    return for_viewer(read, user)
 
 
 @router.get("/images/{image_id}/file")

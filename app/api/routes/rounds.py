@@ -1,10 +1,22 @@
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from fastapi import APIRouter, HTTPException, status
 
-from app.api.deps import EngineerProject, EngineerRound, EngineerUser, MemberProject, MemberRound, SessionDep
+from app.api.deps import (
+    CurrentUser,
+    EngineerProject,
+    EngineerRound,
+    EngineerUser,
+    MemberProject,
+    MemberRound,
+    SessionDep,
+)
 from app.core.queue import enqueue_round
 from app.projects import service as projects
+from app.projects.orm import Project
 from app.rounds import service
 from app.rounds.orm import RoundStatus
 from app.rounds.schemas import (
@@ -15,9 +27,11 @@ from app.rounds.schemas import (
     SuggestionList,
     SuggestionRead,
 )
+from app.users.orm import Role
 from models.strategies.registry import strategy_names
 
 router = APIRouter(tags=["rounds"])
+log = logging.getLogger("suggestlab.api")
 
 
 def _uses_synthetic(body: RoundCreate) -> bool:
@@ -39,6 +53,12 @@ def create_round(body: RoundCreate, project: EngineerProject, user: EngineerUser
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             "this project does not allow synthetic images (setting allow_synthetic)",
         )
+    counts = projects.counts(session, project_id=project.id)
+    if counts.pool - counts.labelled <= 0:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            "the pool has no unlabelled images to select from; upload images to the pool first",
+        )
     try:
         round_ = service.create(
             session, project=project, strategy=body.strategy, batch_size=body.batch_size, params=body.params, user=user
@@ -52,7 +72,9 @@ def create_round(body: RoundCreate, project: EngineerProject, user: EngineerUser
     try:
         enqueue_round(round_.id)
     except Exception as exc:
-        service.fail(session, round_id=round_.id, error=f"could not reach the task queue: {exc}")
+        # The broker's address stays in the server log; members (annotators too) read round errors.
+        log.warning("could not enqueue round %s: %s", round_.id, exc)
+        service.fail(session, round_id=round_.id, error="could not reach the task queue; start the round again")
         session.commit()
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, "the task queue is unavailable; the round was not started"
@@ -74,10 +96,18 @@ def read_round(round_: MemberRound) -> RoundRead:
 
 
 @router.get("/rounds/{round_id}/suggestions", response_model=SuggestionList)
-def list_suggestions(round_: MemberRound, session: SessionDep) -> SuggestionList:
+def list_suggestions(round_: MemberRound, session: SessionDep, user: CurrentUser) -> SuggestionList:
     """The round's ranked suggestions with their score, reason and status."""
     rows = [SuggestionRead.model_validate(s) for s in service.suggestions(session, round_id=round_.id)]
+    project = session.get(Project, round_.project_id)
+    if user.role == Role.annotator and project is not None and not projects.settings_of(project).show_model_guess:
+        # The model's guess is hidden from annotators unless the project shows it on purpose.
+        rows = [r.model_copy(update={"reason": _without_guess(r.reason)}) for r in rows]
     return SuggestionList(data=rows, count=len(rows))
+
+
+def _without_guess(reason: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in reason.items() if k not in ("predicted", "predicted_index")}
 
 
 @router.post("/rounds/{round_id}/cancel", response_model=RoundRead)
