@@ -58,7 +58,17 @@ def parse_labels_csv(raw: bytes) -> dict[str, str]:
     except UnicodeDecodeError as exc:
         raise UploadError("labels CSV must be UTF-8 text") from exc
     labels: dict[str, str] = {}
-    for line_no, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+    # splitlines: CR, LF and CRLF line ends alike (the csv module refuses a bare CR).
+    rows = csv.reader(text.splitlines())
+    line_no = 0
+    while True:
+        line_no += 1
+        try:
+            row = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise UploadError(f"labels CSV line {line_no}: {exc}") from exc
         if not row or all(not cell.strip() for cell in row):
             continue
         if len(row) != 2:
@@ -68,6 +78,8 @@ def parse_labels_csv(raw: bytes) -> dict[str, str]:
             continue
         if not name or not label:
             raise UploadError(f"labels CSV line {line_no}: empty filename or label")
+        if len(name) > 1000 or len(label) > 200:
+            raise UploadError(f"labels CSV line {line_no}: filename or label too long")
         labels[name] = label
     return labels
 
@@ -102,8 +114,10 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, settings: Sett
         with archive.open(info) as member:
             # Headers can lie about sizes, so the read itself is capped too.
             data = member.read(settings.max_file_bytes + 1)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError) as exc:
-        raise ValueError(f"corrupt archive entry: {exc}") from exc
+    except Exception as exc:
+        # Every decompressor fails its own way (zlib.error, lzma.LZMAError, bz2's OSError,
+        # NotImplementedError for unknown methods); each is one bad entry, never a failed upload.
+        raise ValueError(f"corrupt archive entry: {type(exc).__name__}") from exc
     if len(data) > settings.max_file_bytes:
         raise ValueError("file too large")
     return data
@@ -224,8 +238,10 @@ def ingest(
     report = UploadReport()
     classes = set(project.classes)
     seen: dict[str, int] = {}
+    named: set[str] = set()
     for candidate, archive_labels in _candidates(files, settings, report):
         name = candidate.name
+        named.update((name, PurePosixPath(name).name))
         try:
             verified = verify_image(candidate.data, settings)
         except ValueError as exc:
@@ -274,6 +290,9 @@ def ingest(
             continue
         seen[digest] = image.id
         report.accepted.append(image.id)
+    # A labels row that names no uploaded file is reported, never silently dropped.
+    unused = sorted(n for n in (labels or {}) if n not in named)
+    report.unused_labels, report.unused_label_count = unused[:100], len(unused)
     return report
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.images.orm import Split
 
@@ -45,3 +45,5 @@ class UploadReport(BaseModel):
     accepted: list[int] = []
     duplicates: list[Duplicate] = []
     rejected: list[Rejected] = []
+    unused_labels: list[str] = Field(default=[], description="labels CSV rows naming no uploaded file (first 100)")
+    unused_label_count: int = 0
