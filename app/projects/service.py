@@ -61,6 +61,26 @@ def add_member(session: Session, *, project: Project, user: User) -> ProjectMemb
     return member
 
 
+def members(session: Session, *, project_id: int) -> list[User]:
+    return list(
+        session.scalars(
+            select(User)
+            .join(ProjectMember, ProjectMember.user_id == User.id)
+            .where(ProjectMember.project_id == project_id)
+            .order_by(User.id)
+        )
+    )
+
+
+def remove_member(session: Session, *, project: Project, user_id: int) -> bool:
+    member = session.get(ProjectMember, (project.id, user_id))
+    if member is None:
+        return False
+    session.delete(member)
+    session.flush()
+    return True
+
+
 def settings_of(project: Project) -> ProjectSettings:
     return ProjectSettings.model_validate(project.settings or {})
 

@@ -36,5 +36,9 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # "api": long-lived, issued by an admin; "session": issued at browser sign-in, ends at sign-out
+    # or expires_at, and is the only thing the session cookie ever holds.
+    kind: Mapped[str] = mapped_column(String(16), default="api", server_default="api")
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
     user: Mapped[User] = relationship(back_populates="tokens")

@@ -29,3 +29,22 @@ class UserList(BaseModel):
 class TokenIssued(BaseModel):
     token: str = Field(description="Shown once; only its hash is stored.")
     user_id: int
+    id: int | None = None
+
+
+class TokenRead(BaseModel):
+    """A token's record; the token itself is never shown again."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    user_id: int
+    kind: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenList(BaseModel):
+    data: list[TokenRead]
+    count: int

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import timedelta
+
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from app.core.db import utcnow
 from app.core.security import hash_token, new_token
 from app.users.orm import ApiToken, Role, User
 
@@ -26,16 +29,35 @@ def create(session: Session, *, name: str, role: Role) -> User:
     return user
 
 
-def issue_token(session: Session, *, user: User) -> str:
+def issue_token(session: Session, *, user: User, kind: str = "api", lifetime: timedelta | None = None) -> str:
     token = new_token()
-    session.add(ApiToken(user_id=user.id, token_hash=hash_token(token)))
+    expires = utcnow() + lifetime if lifetime is not None else None
+    session.add(ApiToken(user_id=user.id, token_hash=hash_token(token), kind=kind, expires_at=expires))
     session.flush()
     return token
 
 
-def get_by_token(session: Session, token: str) -> User | None:
-    return session.scalar(
-        select(User)
-        .join(ApiToken, ApiToken.user_id == User.id)
-        .where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))
+def _live(token: str):  # type: ignore[no-untyped-def]
+    return and_(
+        ApiToken.token_hash == hash_token(token),
+        ApiToken.revoked_at.is_(None),
+        or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > utcnow()),
     )
+
+
+def get_by_token(session: Session, token: str) -> User | None:
+    return session.scalar(select(User).join(ApiToken, ApiToken.user_id == User.id).where(_live(token)))
+
+
+def token_row(session: Session, token: str) -> ApiToken | None:
+    return session.scalar(select(ApiToken).where(_live(token)))
+
+
+def tokens_of(session: Session, *, user_id: int) -> list[ApiToken]:
+    return list(session.scalars(select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id)))
+
+
+def revoke(session: Session, *, token: ApiToken) -> None:
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        session.flush()

@@ -84,7 +84,7 @@ export function adminView(root, projects) {
           try { const t = await api(`/users/${u.id}/tokens`, { method: "POST" }); tokenOut.textContent = `Token for ${u.name} (shown once): ${t.token}`; } catch (e) { showError(e); }
         } }, "New token"), " ",
         h("button", { type: "button", "aria-label": `Add ${u.name} to the selected project`, onclick: async () => {
-          try { await api(`/projects/${memberProject.value}/members`, { method: "POST", body: { user_id: u.id } }); tokenOut.textContent = `${u.name} is now a member.`; } catch (e) { showError(e); }
+          try { const m = await api(`/projects/${memberProject.value}/members`, { method: "POST", body: { user_id: u.id } }); tokenOut.textContent = m.added ? `${u.name} is now a member.` : `${u.name} was already a member.`; } catch (e) { showError(e); }
         } }, "Add to project")))));
     } catch (e) { showError(e); }
   }

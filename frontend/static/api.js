@@ -68,11 +68,13 @@ export async function signIn(value) {
   });
   const data = await user.json();
   if (!user.ok) throw new ApiError(user.status, data.detail);
-  token.set(value);
+  // Keep only the session token, which sign-out ends; the long-lived token is never stored.
+  token.set(data.token);
   return data;
 }
 
 export async function signOut() {
-  await fetch("/api/v1/session", { method: "DELETE" });
+  const t = token.get();
+  await fetch("/api/v1/session", { method: "DELETE", headers: t ? { Authorization: `Bearer ${t}` } : {} });
   token.clear();
 }

@@ -58,10 +58,12 @@ async function route() {
     if (page === "login") loginView();
     else if (page === "label") cleanup = labelView(view, await api(`/projects/${id}`));
     else if (page === "dashboard") cleanup = dashboardView(view, await api(`/projects/${id}`), me);
+    else if (page === "admin" && me.role !== "admin") view.replaceChildren(h("section", {}, h("h1", {}, "Admins only"), h("p", {}, "This page needs the admin role.")));
     else if (page === "admin") cleanup = adminView(view, (await api("/projects")).data);
     else await projectsView();
   } catch (e) { showError(e); }
-  view.focus({ preventScroll: true });
+  // A view that focused its own field (the sign-in token) keeps that focus.
+  if (!view.contains(document.activeElement)) view.focus({ preventScroll: true });
 }
 
 window.addEventListener("hashchange", route);

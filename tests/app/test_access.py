@@ -85,3 +85,18 @@ def test_project_validation(sqlite_service: LiveService) -> None:
     again = admin.post("/projects", json={"name": created["name"], "classes": ["a", "b"]})
     assert again.status_code == 409
     assert admin.post(f"/projects/{created['id']}/members", json={"user_id": 999999}).status_code == 404
+
+
+def test_admins_list_and_remove_members(sqlite_service: LiveService) -> None:
+    user_id, token = sqlite_service.new_user("annotator")
+    project = create_project(sqlite_service.admin, members=[user_id])
+    pid = project["id"]
+    again = sqlite_service.admin.post(f"/projects/{pid}/members", json={"user_id": user_id})
+    assert again.status_code == 200 and again.json()["added"] is False
+    listed = sqlite_service.admin.get(f"/projects/{pid}/members").json()
+    assert [(m["user_id"], m["role"]) for m in listed["data"]] == [(user_id, "annotator")]
+    assert sqlite_service.client(token).get(f"/projects/{pid}/members").status_code == 403
+    assert sqlite_service.client(token).get(f"/projects/{pid}").status_code == 200
+    assert sqlite_service.admin.delete(f"/projects/{pid}/members/{user_id}").status_code == 204
+    assert sqlite_service.client(token).get(f"/projects/{pid}").status_code == 404
+    assert sqlite_service.admin.delete(f"/projects/{pid}/members/{user_id}").status_code == 404

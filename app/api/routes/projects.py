@@ -3,9 +3,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, HTTPException, Path, Query, Response, UploadFile, status
 from sqlalchemy import func, select
 
 from app.annotations import service as annotations
@@ -20,15 +21,18 @@ from app.api.deps import (
     SettingsDep,
     StorageDep,
 )
+from app.api.routes.images import for_viewer
+from app.api.routes.representations import request_representation
 from app.images.ingest import UploadError, ingest, parse_labels_csv
 from app.images.orm import Image, Split
 from app.images.schemas import ImageList, ImageRead
 from app.projects import service
-from app.projects.schemas import MemberAdd, MemberRead, ProjectCreate, ProjectList, ProjectRead
+from app.projects.schemas import MemberAdd, MemberList, MemberRead, ProjectCreate, ProjectList, ProjectRead
 from app.rounds import service as rounds
 from app.users import service as users
 
 router = APIRouter(tags=["projects"])
+log = logging.getLogger("suggestlab.api")
 
 
 @router.post("/projects", response_model=ProjectRead, status_code=status.HTTP_201_CREATED)
@@ -54,19 +58,42 @@ def read_project(project: MemberProject, session: SessionDep) -> ProjectRead:
 
 
 @router.post("/projects/{project_id}/members", response_model=MemberRead, status_code=status.HTTP_201_CREATED)
-def add_member(project: AdminProject, body: MemberAdd, session: SessionDep) -> MemberRead:
-    """Give a user access to this project."""
+def add_member(project: AdminProject, body: MemberAdd, session: SessionDep, response: Response) -> MemberRead:
+    """Give a user access to this project (200 with `added: false` if they already have it)."""
     user = users.get(session, body.user_id)
     if user is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "user not found")
+    already = service.is_member(session, project_id=project.id, user_id=user.id)
     service.add_member(session, project=project, user=user)
-    return MemberRead(project_id=project.id, user_id=user.id)
+    if already:
+        response.status_code = status.HTTP_200_OK
+    return MemberRead(project_id=project.id, user_id=user.id, name=user.name, role=user.role, added=not already)
+
+
+@router.get("/projects/{project_id}/members", response_model=MemberList)
+def list_members(project: AdminProject, session: SessionDep) -> MemberList:
+    """The project's members with their roles."""
+    rows = [
+        MemberRead(project_id=project.id, user_id=u.id, name=u.name, role=u.role)
+        for u in service.members(session, project_id=project.id)
+    ]
+    return MemberList(data=rows, count=len(rows))
+
+
+@router.delete("/projects/{project_id}/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+def remove_member(
+    project: AdminProject, user_id: Annotated[int, Path(ge=1, le=2**31 - 1)], session: SessionDep
+) -> None:
+    """Take a user's access to this project away (their labels stay)."""
+    if not service.remove_member(session, project=project, user_id=user_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "not a member of this project")
 
 
 @router.get("/projects/{project_id}/images", response_model=ImageList)
 def list_images(
     project: MemberProject,
     session: SessionDep,
+    user: CurrentUser,
     split: Split | None = None,
     labelled: bool | None = None,
     synthetic: bool | None = None,
@@ -92,7 +119,7 @@ def list_images(
             .where(Annotation.image_id.in_([r.id for r in rows]))
         ).all()
     )
-    data = [ImageRead.model_validate(r).model_copy(update={"label": labels.get(r.id)}) for r in rows]
+    data = [for_viewer(ImageRead.model_validate(r).model_copy(update={"label": labels.get(r.id)}), user) for r in rows]
     return ImageList(data=data, count=count, page=page, per_page=per_page)
 
 
@@ -146,8 +173,16 @@ def export_labels(project: EngineerProject, session: SessionDep, format: Literal
     ]
     writer = csv.DictWriter(out, fieldnames=fields)
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: _csv_safe(v) for k, v in row.items()} for row in rows)
     return Response(out.getvalue(), media_type="text/csv", headers=headers)
+
+
+def _csv_safe(value: object) -> object:
+    """OWASP's CSV-injection defence: a cell that a spreadsheet would run as a formula is prefixed with
+    a single quote, so it is shown as text."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 @router.post("/projects/{project_id}/images")
@@ -165,7 +200,10 @@ def upload_images(
     label_map = None
     if labels is not None and labels.filename:
         try:
-            label_map = parse_labels_csv(labels.file.read(settings.max_file_bytes))
+            raw = labels.file.read(settings.max_file_bytes + 1)
+            if len(raw) > settings.max_file_bytes:
+                raise UploadError(f"labels CSV is larger than {settings.max_file_bytes} bytes")
+            label_map = parse_labels_csv(raw)
         except UploadError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
         unknown = sorted({v for v in label_map.values() if v not in project.classes})
@@ -186,4 +224,12 @@ def upload_images(
         labels=label_map,
         user=user,
     )
+    if split == Split.pool and report.accepted and service.settings_of(project).representation == "simclr":
+        # The pool changed: learn its representation in the background. A full queue or a broker
+        # outage must not undo an upload that is already stored; the next round asks again.
+        session.commit()
+        try:
+            request_representation(session, project.id)
+        except Exception:
+            log.warning("could not queue a representation for project %s", project.id, exc_info=True)
     return report.model_dump()

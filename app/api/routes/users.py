@@ -1,13 +1,22 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Response, status
-from pydantic import BaseModel
+from datetime import timedelta
+from typing import Annotated
 
-from app.api.deps import SESSION_COOKIE, AdminUser, CurrentUser, SessionDep
+from fastapi import APIRouter, Cookie, Header, HTTPException, Path, Request, Response, status
+from pydantic import BaseModel, Field
+
+from app.api.deps import SESSION_COOKIE, AdminUser, CurrentUser, SessionDep, SettingsDep
+from app.core import ratelimit
 from app.users import service
-from app.users.schemas import TokenIssued, UserCreate, UserList, UserRead
+from app.users.orm import ApiToken, Role
+from app.users.schemas import TokenIssued, TokenList, TokenRead, UserCreate, UserList, UserRead
 
 router = APIRouter(tags=["users"])
+
+# Path ids are bounded, so an absurd id is a 422, never a database overflow.
+UserId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+TokenId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 @router.get("/me", response_model=UserRead)
@@ -32,29 +41,87 @@ def create_user(body: UserCreate, session: SessionDep, _: AdminUser) -> UserRead
 
 
 @router.post("/users/{user_id}/tokens", response_model=TokenIssued, status_code=status.HTTP_201_CREATED)
-def issue_token(user_id: int, session: SessionDep, _: AdminUser) -> TokenIssued:
+def issue_token(user_id: UserId, session: SessionDep, _: AdminUser) -> TokenIssued:
     """Issue a bearer token for a user; it is shown only in this response."""
     user = service.get(session, user_id)
     if user is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "user not found")
-    return TokenIssued(token=service.issue_token(session, user=user), user_id=user.id)
+    token = service.issue_token(session, user=user)
+    row = service.token_row(session, token)
+    return TokenIssued(token=token, user_id=user.id, id=row.id if row else None)
+
+
+@router.get("/users/{user_id}/tokens", response_model=TokenList)
+def list_tokens(user_id: UserId, session: SessionDep, _: AdminUser) -> TokenList:
+    """A user's tokens (never the tokens themselves): kind, created, expiry, revocation."""
+    if service.get(session, user_id) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "user not found")
+    rows = [TokenRead.model_validate(t) for t in service.tokens_of(session, user_id=user_id)]
+    return TokenList(data=rows, count=len(rows))
+
+
+@router.delete("/tokens/{token_id}", response_model=TokenRead)
+def revoke_token(token_id: TokenId, session: SessionDep, user: CurrentUser) -> TokenRead:
+    """Revoke a token at once (admins: any token; everyone else: their own)."""
+    row = session.get(ApiToken, token_id)
+    if row is None or (user.role != Role.admin and row.user_id != user.id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "token not found")
+    service.revoke(session, token=row)
+    return TokenRead.model_validate(row)
 
 
 class SessionCreate(BaseModel):
-    token: str
+    token: str = Field(max_length=200)
 
 
-@router.post("/session", response_model=UserRead)
-def create_session(body: SessionCreate, session: SessionDep, response: Response) -> UserRead:
-    """Sign the browser in: checks a token and sets an HttpOnly cookie that authorises GET requests."""
+class SessionRead(UserRead):
+    token: str = Field(description="The session token: the browser's bearer token until sign-out.")
+
+
+@router.post("/session", response_model=SessionRead)
+def create_session(
+    body: SessionCreate, session: SessionDep, response: Response, request: Request, settings: SettingsDep
+) -> UserRead:
+    """Sign the browser in: checks a token and sets an HttpOnly cookie holding a new session token,
+    which authorises GET requests only and ends at sign-out or after `session_hours`."""
+    client = request.client.host if request.client else "unknown"
+    wait = ratelimit.blocked(client)
+    if wait is not None:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"too many failed sign-ins from this address; try again in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
     user = service.get_by_token(session, body.token.strip())
     if user is None:
+        ratelimit.failed(client)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or invalid bearer token")
-    response.set_cookie(SESSION_COOKIE, body.token.strip(), httponly=True, samesite="strict", max_age=30 * 86400)
-    return UserRead.model_validate(user)
+    lifetime = timedelta(hours=settings.session_hours)
+    session_token = service.issue_token(session, user=user, kind="session", lifetime=lifetime)
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_token,
+        httponly=True,
+        samesite="strict",
+        secure=settings.cookie_secure,
+        max_age=int(lifetime.total_seconds()),
+    )
+    return SessionRead(**UserRead.model_validate(user).model_dump(), token=session_token)
 
 
 @router.delete("/session", status_code=status.HTTP_204_NO_CONTENT)
-def delete_session(response: Response) -> None:
-    """Sign the browser out."""
-    response.delete_cookie(SESSION_COOKIE)
+def delete_session(
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    cookie_token: Annotated[str | None, Cookie(alias=SESSION_COOKIE)] = None,
+    authorization: Annotated[str | None, Header()] = None,
+) -> None:
+    """Sign the browser out: its session token (cookie or bearer) stops working at once. Long-lived
+    API tokens are revoked only explicitly (DELETE /tokens/{id})."""
+    scheme, _, bearer = (authorization or "").partition(" ")
+    for candidate in (cookie_token, bearer.strip() if scheme.lower() == "bearer" else None):
+        row = service.token_row(session, candidate) if candidate else None
+        if row is not None and row.kind == "session":
+            service.revoke(session, token=row)
+    response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="strict", secure=settings.cookie_secure)
