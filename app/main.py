@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from app.api.errors import ERROR_RESPONSES
 from app.api.guard import BodyGuard, SecurityHeaders
 from app.api.routes import annotations, images, latent, projects, representations, rounds, simulations, users
 from app.core.db import session_factory
@@ -67,7 +68,7 @@ def create_app() -> FastAPI:
         description="Active-learning annotation service: which images to label next.",
     )
     for module in (users, projects, images, rounds, annotations, simulations, latent, representations):
-        app.include_router(module.router, prefix="/api/v1")
+        app.include_router(module.router, prefix="/api/v1", responses=ERROR_RESPONSES)
 
     app.add_middleware(BodyGuard, settings=settings)
     app.add_middleware(SecurityHeaders)

@@ -109,7 +109,10 @@ def start_service(tmp: Path, extra_env: dict[str, str], *, separate_worker: bool
     ARTIFACTS.mkdir(exist_ok=True)
     commands = [("serve", [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--log-level", "warning"])]
     if separate_worker:
-        commands.append(("worker", [sys.executable, "-m", "app.cli", "worker", "--log-level", "warning"]))
+        # Rounds only, as compose's `worker` runs them: representation jobs wait in their queue, so
+        # these tests' rounds never queue behind one.
+        worker = [sys.executable, "-m", "app.cli", "worker", "--queues", "training,light", "--log-level", "warning"]
+        commands.append(("worker", worker))
     for label, command in commands:
         log = ARTIFACTS / f"{name}-{label}.log"
         service.logs.append(log)
@@ -132,6 +135,16 @@ def start_service(tmp: Path, extra_env: dict[str, str], *, separate_worker: bool
 @pytest.fixture(scope="session")
 def sqlite_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
     service = start_service(tmp_path_factory.mktemp("sqlite"), {}, separate_worker=False, name="sqlite")
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def idle_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
+    """A service with no worker: rounds and simulations stay queued. The authentication-failure limit is
+    raised for the fuzzer, whose random sign-ins all fail."""
+    env = {"SUGGESTLAB_EMBEDDED_WORKER": "false", "SUGGESTLAB_AUTH_FAILURE_LIMIT": "100000/minute"}
+    service = start_service(tmp_path_factory.mktemp("idle"), env, separate_worker=False, name="idle")
     yield service
     service.stop()
 

@@ -79,7 +79,12 @@ def lease_next(
     return NextBatch(round=ref, data=items, message=message)
 
 
-@router.post("/images/{image_id}/annotations", response_model=AnnotationRead, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/images/{image_id}/annotations",
+    response_model=AnnotationRead,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": AnnotationRead, "description": "The same label again: the stored one, unchanged."}},
+)
 def annotate(
     image: MemberImage, body: AnnotationCreate, session: SessionDep, user: CurrentUser, response: Response
 ) -> AnnotationRead:

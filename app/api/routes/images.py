@@ -33,7 +33,11 @@ def read_image(image: MemberImage, session: SessionDep, user: CurrentUser) -> Im
     return for_viewer(read, user)
 
 
-@router.get("/images/{image_id}/file")
+IMAGE_BYTES = {200: {"content": {"image/*": {}}, "description": "The image bytes."}}
+PNG_BYTES = {200: {"content": {"image/png": {}}, "description": "A PNG."}}
+
+
+@router.get("/images/{image_id}/file", response_class=Response, responses=IMAGE_BYTES)
 def image_file(image: MemberImage, storage: StorageDep) -> Response:
     """The original image bytes."""
     try:
@@ -43,7 +47,7 @@ def image_file(image: MemberImage, storage: StorageDep) -> Response:
     return Response(data, media_type=content_type(image), headers=SAFE_HEADERS)
 
 
-@router.get("/images/{image_id}/thumbnail")
+@router.get("/images/{image_id}/thumbnail", response_class=Response, responses=PNG_BYTES)
 def image_thumbnail(image: MemberImage, storage: StorageDep) -> Response:
     """A PNG thumbnail (160 px), generated once and kept in storage."""
     key = f"projects/{image.project_id}/thumbnails/{image.sha256}.png"

@@ -57,7 +57,12 @@ def read_project(project: MemberProject, session: SessionDep) -> ProjectRead:
     return service.read(session, project)
 
 
-@router.post("/projects/{project_id}/members", response_model=MemberRead, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/projects/{project_id}/members",
+    response_model=MemberRead,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": MemberRead, "description": "Already a member (`added: false`)."}},
+)
 def add_member(project: AdminProject, body: MemberAdd, session: SessionDep, response: Response) -> MemberRead:
     """Give a user access to this project (200 with `added: false` if they already have it)."""
     user = users.get(session, body.user_id)
@@ -147,7 +152,11 @@ def project_metrics(project: MemberProject, session: SessionDep) -> dict[str, ob
     return {"project_id": project.id, "data": data, "count": len(data)}
 
 
-@router.get("/projects/{project_id}/export")
+@router.get(
+    "/projects/{project_id}/export",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}, "application/json": {}}, "description": "The labels."}},
+)
 def export_labels(project: EngineerProject, session: SessionDep, format: Literal["csv", "json"] = "csv") -> Response:
     """Every current label with its annotator, time and round, as CSV or JSON."""
     rows = annotations.export_rows(session, project_id=project.id)
