@@ -118,7 +118,9 @@ def run_backend(backend: str, annotators: int, seconds: float) -> dict[str, obje
         seed_items = client.post(f"/projects/{pid}/next", json={"limit": 50}).json()["data"]
         for item in seed_items:
             client.post(f"/images/{item['image_id']}/annotations", json={"label": "1"})
-        training = client.post(f"/projects/{pid}/rounds", json={"strategy": "entropy", "batch_size": 100}).json()
+        # close_open: annotators keep labelling the open batch while this round trains.
+        body = {"strategy": "entropy", "batch_size": 100, "close_open": True}
+        training = client.post(f"/projects/{pid}/rounds", json=body).json()
 
         timings: dict[str, list[float]] = {"next": [], "label": []}
         failures: list[int] = []

@@ -15,6 +15,14 @@ class RoundCreate(BaseModel):
     )
     batch_size: int = Field(20, ge=1, le=5000)
     params: dict[str, Any] = Field(default_factory=dict)
+    close_open: bool = Field(
+        False,
+        description=(
+            "Confirm that the open round closes when this one is ready. Without it a round cannot start while "
+            "the open round has pending suggestions (409). Until then annotators keep labelling the open round, "
+            "whose pending images this round does not select; what is left pending returns to the pool."
+        ),
+    )
 
 
 class RoundAccepted(BaseModel):
@@ -41,6 +49,9 @@ class RoundRead(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    waiting_behind: str | None = Field(
+        None, description="For a queued round: what it waits behind on the training queue."
+    )
 
 
 class RoundList(BaseModel):

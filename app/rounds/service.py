@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.core.db import utcnow
 from app.projects.orm import Project
-from app.rounds.orm import ACTIVE_STATUSES, Round, RoundStatus, Suggestion
+from app.rounds.orm import ACTIVE_STATUSES, Round, RoundStatus, Suggestion, SuggestionStatus
 from app.users.orm import User
 
 
@@ -25,6 +25,20 @@ def active(session: Session, *, project_id: int) -> Round | None:
     return session.scalar(
         select(Round).where(Round.project_id == project_id, Round.status.in_([s.value for s in ACTIVE_STATUSES]))
     )
+
+
+def waiting_behind(session: Session, *, round_: Round) -> str | None:
+    """Why a queued round has not started: the rounds (of any project) ahead of it on the training
+    queue. Only counts are given, so no other project's names reach this project's members."""
+    if round_.status != RoundStatus.queued:
+        return None
+    running = session.scalar(
+        select(func.count()).where(Round.status.in_([RoundStatus.training, RoundStatus.selecting]))
+    )
+    ahead = session.scalar(select(func.count()).where(Round.status == RoundStatus.queued, Round.id < round_.id))
+    if not running and not ahead:
+        return "waiting for a worker to take it from the training queue"
+    return f"queued behind {running or 0} running and {ahead or 0} earlier queued round(s) on the training queue"
 
 
 def list_for(session: Session, *, project_id: int) -> list[Round]:
@@ -54,6 +68,22 @@ def create(
     except IntegrityError as exc:
         raise RoundConflict from exc
     return round_
+
+
+def open_with_pending(session: Session, *, project_id: int) -> list[tuple[Round, int]]:
+    """Ready rounds of the project that still have pending suggestions, with how many."""
+    rows = session.execute(
+        select(Round, func.count(Suggestion.id))
+        .join(Suggestion, Suggestion.round_id == Round.id)
+        .where(
+            Round.project_id == project_id,
+            Round.status == RoundStatus.ready,
+            Suggestion.status == SuggestionStatus.pending,
+        )
+        .group_by(Round.id)
+        .order_by(Round.index)
+    ).all()
+    return [(round_, int(n)) for round_, n in rows]
 
 
 def cancel(session: Session, *, round_: Round) -> bool:

@@ -48,7 +48,15 @@ export function dashboardView(root, project, me) {
         try { parsed = params.value.trim() ? JSON.parse(params.value) : {}; } catch { showError(new Error("params must be JSON, e.g. {\"alpha\": 1.0}")); return; }
         submit.disabled = true;
         try {
-          await api(`/projects/${project.id}/rounds`, { method: "POST", body: { strategy: strategy.value, batch_size: Number(batch.value), params: parsed } });
+          const body = { strategy: strategy.value, batch_size: Number(batch.value), params: parsed };
+          try {
+            await api(`/projects/${project.id}/rounds`, { method: "POST", body });
+          } catch (err) {
+            // The open batch still has pending items: starting anyway closes it once the new one is ready.
+            if (!(err.status === 409 && /close_open/.test(err.message))) throw err;
+            if (!window.confirm(`${err.message}\n\nStart anyway? Annotators keep the open round until the new one is ready; then it closes.`)) return;
+            await api(`/projects/${project.id}/rounds`, { method: "POST", body: { ...body, close_open: true } });
+          }
           await refresh();
         } catch (err) { showError(err); } finally { submit.disabled = false; }
       },
@@ -65,7 +73,8 @@ export function dashboardView(root, project, me) {
     const strategy = m.effective_strategy && m.effective_strategy !== r.strategy ? `${r.strategy} (${m.effective_strategy})` : r.strategy;
     return h("tr", { dataset: { status: r.status } },
       h("td", {}, r.index), h("td", {}, strategy),
-      h("td", {}, h("span", { class: `status ${r.status}`, title: r.error || "" }, r.status), r.error ? h("div.round-error", {}, r.error) : null),
+      h("td", {}, h("span", { class: `status ${r.status}`, title: r.error || "" }, r.status), r.error ? h("div.round-error", {}, r.error) : null,
+        r.waiting_behind ? h("div.round-waiting", {}, r.waiting_behind) : null),
       h("td", {}, bar), h("td", {}, fmtSeconds(duration)), h("td", {}, m.labels ?? ""), h("td", {}, pct(m.accuracy)),
       h("td", {}, active && me.role !== "annotator" ? h("button", {
         type: "button", "aria-label": `Cancel round ${r.index}`,

@@ -57,7 +57,8 @@ def test_representation_trains_in_the_background_and_rounds_select_in_it(sqlite_
     labelled = _label_suggestions(engineer, sqlite_service, first["id"], names)
 
     for strategy in ("snn", "auto"):
-        response = engineer.post(f"/projects/{pid}/rounds", json={"strategy": strategy, "batch_size": 10})
+        body = {"strategy": strategy, "batch_size": 10, "close_open": True}
+        response = engineer.post(f"/projects/{pid}/rounds", json=body)
         state = wait_for_round(engineer, response.json()["id"])
         assert state["status"] == "ready", state
         metrics = state["metrics"]

@@ -105,7 +105,7 @@ def test_pages_and_api_carry_hardening_headers(sqlite_service: LiveService, path
     assert "frame-ancestors 'none'" in headers["content-security-policy"]
 
 
-def test_a_new_round_never_resuggests_pending_images_and_labels_close_them_everywhere(world: dict) -> None:
+def test_rounds_do_not_overlap_unless_the_open_one_is_closed_explicitly(world: dict) -> None:
     eng, pid, first = world["eng"], world["pid"], world["round"]["id"]
     pending = {
         s["image_id"]: s["id"]
@@ -113,13 +113,25 @@ def test_a_new_round_never_resuggests_pending_images_and_labels_close_them_every
         if s["status"] == "pending"
     }
     assert pending
-    created = eng.post(f"/projects/{pid}/rounds", json={"strategy": "random", "batch_size": 8})
-    second = wait_for_round(eng, created.json()["id"])
-    assert second["status"] == "ready", second
-    picked = {s["image_id"] for s in eng.get(f"/rounds/{second['id']}/suggestions").json()["data"]}
-    assert picked and not picked & set(pending)
-    # The first round is closed now; labelling one of its pending images closes that suggestion too.
+    rounds_before = eng.get(f"/projects/{pid}/rounds").json()["count"]
+    refused = eng.post(f"/projects/{pid}/rounds", json={"strategy": "random", "batch_size": 8})
+    assert refused.status_code == 409, refused.text
+    assert f"{len(pending)} pending" in refused.json()["detail"] and "close_open" in refused.json()["detail"]
+    assert eng.get(f"/projects/{pid}/rounds").json()["count"] == rounds_before
+    # Labelling an image by any path closes its pending suggestion in every round.
     image = next(iter(pending))
     assert eng.post(f"/images/{image}/annotations", json={"label": "plain"}).status_code == 201
     after = {s["image_id"]: s["status"] for s in eng.get(f"/rounds/{first}/suggestions").json()["data"]}
     assert after[image] == "labelled"
+    # close_open: the open round is served until the new one is ready, then closes; the new round
+    # never selects an image still pending in it.
+    created = eng.post(f"/projects/{pid}/rounds", json={"strategy": "random", "batch_size": 8, "close_open": True})
+    assert created.status_code == 202, created.text
+    second = wait_for_round(eng, created.json()["id"])
+    assert second["status"] == "ready", second
+    assert eng.get(f"/rounds/{first}").json()["status"] == "closed"
+    picked = {s["image_id"] for s in eng.get(f"/rounds/{second['id']}/suggestions").json()["data"]}
+    assert picked and not picked & set(pending)
+    # Annotators are served the new round only.
+    served = world["a"].post(f"/projects/{pid}/next", json={"limit": 20}).json()["data"]
+    assert served and {s["image_id"] for s in served} <= picked

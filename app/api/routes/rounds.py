@@ -4,6 +4,7 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
+from sqlalchemy.orm import Session
 
 from app.api.deps import (
     CurrentUser,
@@ -18,7 +19,7 @@ from app.core.queue import enqueue_round
 from app.projects import service as projects
 from app.projects.orm import Project
 from app.rounds import service
-from app.rounds.orm import RoundStatus
+from app.rounds.orm import Round, RoundStatus
 from app.rounds.schemas import (
     RoundAccepted,
     RoundCreate,
@@ -59,6 +60,14 @@ def create_round(body: RoundCreate, project: EngineerProject, user: EngineerUser
             status.HTTP_409_CONFLICT,
             "the pool has no unlabelled images to select from; upload images to the pool first",
         )
+    open_rounds = service.open_with_pending(session, project_id=project.id)
+    if open_rounds and not body.close_open:
+        open_round, pending = open_rounds[-1]
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"round {open_round.index} still has {pending} pending suggestion(s); label or skip them first, "
+            "or start the new round with close_open=true (the open round closes when the new one is ready)",
+        )
     try:
         round_ = service.create(
             session, project=project, strategy=body.strategy, batch_size=body.batch_size, params=body.params, user=user
@@ -85,14 +94,20 @@ def create_round(body: RoundCreate, project: EngineerProject, user: EngineerUser
 @router.get("/projects/{project_id}/rounds", response_model=RoundList)
 def list_rounds(project: MemberProject, session: SessionDep) -> RoundList:
     """All rounds of the project, oldest first."""
-    rows = [RoundRead.model_validate(r) for r in service.list_for(session, project_id=project.id)]
+    rows = [_read(session, r) for r in service.list_for(session, project_id=project.id)]
     return RoundList(data=rows, count=len(rows))
 
 
+def _read(session: Session, round_: Round) -> RoundRead:
+    row = RoundRead.model_validate(round_)
+    row.waiting_behind = service.waiting_behind(session, round_=round_)
+    return row
+
+
 @router.get("/rounds/{round_id}", response_model=RoundRead)
-def read_round(round_: MemberRound) -> RoundRead:
-    """Status, phase, progress, metrics and error of one round."""
-    return RoundRead.model_validate(round_)
+def read_round(round_: MemberRound, session: SessionDep) -> RoundRead:
+    """Status, phase, progress, metrics and error of one round; a queued one says what it waits behind."""
+    return _read(session, round_)
 
 
 @router.get("/rounds/{round_id}/suggestions", response_model=SuggestionList)
