@@ -46,9 +46,9 @@ def start_worker_process(settings: Settings, queues: str = "training,light", nic
 
 
 def start_embedded_workers(settings: Settings) -> list[subprocess.Popen[bytes]]:
-    """Rounds and simulations in one worker; representation training in a second, niced one, so a
-    round never waits behind a representation and the API keeps its share of the CPU."""
-    return [start_worker_process(settings), start_worker_process(settings, "background", nice=10)]
+    """Rounds in one worker; representation training and simulations in a second, niced one, so a
+    round never waits behind either and the API keeps its share of the CPU."""
+    return [start_worker_process(settings), start_worker_process(settings, "background,simulations", nice=10)]
 
 
 def _raise_keyboard_interrupt(signum: int, _frame: object) -> None:
@@ -173,7 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="run a Celery worker")
-    worker.add_argument("--queues", default="training,light")
+    worker.add_argument(
+        "--queues",
+        default="training,light,background,simulations",
+        help="comma-separated; compose runs one worker per queue group so long jobs never block rounds",
+    )
     worker.add_argument("--concurrency", type=int, default=1)
     worker.add_argument("--pool", default="prefork", choices=["prefork", "solo", "threads"])
     worker.add_argument("--hostname", default=None)

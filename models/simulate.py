@@ -7,6 +7,7 @@ set). Every step is `models.active.run_step`, the function real rounds use.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import multiprocessing
@@ -132,6 +133,9 @@ def _vae_for(data: SimulationData, seed: int, config: SimulationConfig, cache: P
     return vae
 
 
+_FEATURES_IN_MEMORY: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+
+
 def _representation_for(
     data: SimulationData, config: SimulationConfig, cache: Path | None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -143,11 +147,21 @@ def _representation_for(
     if path is not None and path.is_file():
         with np.load(path) as saved:
             return saved["pool"], saved["test"]
+    # Without a cache folder (a simulation in the worker) the features are kept in memory, keyed by
+    # the images themselves, so the curves of one run share one encoder instead of training one each.
+    digest = hashlib.sha1(np.ascontiguousarray(data.pool_x).tobytes())
+    digest.update(np.ascontiguousarray(data.test_x).tobytes())
+    key = (digest.hexdigest(), config.representation_epochs)
+    if path is None and key in _FEATURES_IN_MEMORY:
+        return _FEATURES_IN_MEMORY[key]
     encoder = SimCLR(epochs=config.representation_epochs, seed=0).fit(data.pool_x)
     pool, test = encoder.transform(data.pool_x), encoder.transform(data.test_x)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, pool=pool, test=test)
+    else:
+        _FEATURES_IN_MEMORY.clear()  # one dataset's features at a time bound the memory
+        _FEATURES_IN_MEMORY[key] = (pool, test)
     return pool, test
 
 

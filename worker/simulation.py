@@ -23,6 +23,10 @@ from worker.data import load_arrays
 log = logging.getLogger("suggestlab.worker")
 
 
+class SimulationCancelled(Exception):
+    """Raised from the progress callback once the simulation's row says cancelled."""
+
+
 def run_simulation(simulation_id: int, settings: Settings) -> None:
     from models.simulate import SimulationConfig, SimulationData, run_simulation, split, summarise, write_results
     from models.simulate import full_pool_accuracy as full_accuracy
@@ -54,7 +58,13 @@ def run_simulation(simulation_id: int, settings: Settings) -> None:
             return
         last = time.monotonic()
         with session_scope(settings) as session:
-            session.execute(update(Simulation).where(Simulation.id == simulation_id).values(progress=done / total))
+            updated = session.execute(
+                update(Simulation)
+                .where(Simulation.id == simulation_id, Simulation.status == "running")
+                .values(progress=done / total)
+            )
+        if not updated.rowcount:  # type: ignore[attr-defined]
+            raise SimulationCancelled
 
     try:
         x = load_arrays(storage, [r[0] for r in rows], project_settings.image_size, project_settings.channels)
@@ -72,7 +82,7 @@ def run_simulation(simulation_id: int, settings: Settings) -> None:
             latent_dim=project_settings.latent_dim,
         )
         results = run_simulation(data, config, progress=progress)
-        full = float(np.mean(full_accuracy(data, range(1))))
+        full = float(np.mean(full_accuracy(data, range(1), config)))
         with tempfile.TemporaryDirectory() as tmp:
             paths = write_results(results, Path(tmp), f"{project.name}: simulated", full)
             files = {}
@@ -87,11 +97,13 @@ def run_simulation(simulation_id: int, settings: Settings) -> None:
                 .where(Simulation.id == simulation_id, Simulation.status == "running")
                 .values(status="ready", progress=1.0, files=files, summary=summary, finished_at=utcnow())
             )
+    except SimulationCancelled:
+        log.info("simulation %s was cancelled", simulation_id)
     except Exception as exc:
         log.exception("simulation %s failed", simulation_id)
         with session_scope(settings) as session:
             session.execute(
                 update(Simulation)
-                .where(Simulation.id == simulation_id)
+                .where(Simulation.id == simulation_id, Simulation.status == "running")
                 .values(status="failed", error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=utcnow())
             )

@@ -19,8 +19,9 @@ RUN_SIMULATION_TASK = "suggestlab.run_simulation"
 TRAIN_REPRESENTATION_TASK = "suggestlab.train_representation"
 TRAINING_QUEUE = "training"
 LIGHT_QUEUE = "light"
-# Long jobs that no round may wait behind: representation training.
+# Long jobs that no round may wait behind: representation training and simulations.
 BACKGROUND_QUEUE = "background"
+SIMULATION_QUEUE = "simulations"
 
 
 def embedded_broker_dirs(settings: Settings) -> dict[str, Path]:
@@ -40,7 +41,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": TRAINING_QUEUE,
         "task_routes": {
             RUN_ROUND_TASK: {"queue": TRAINING_QUEUE},
-            RUN_SIMULATION_TASK: {"queue": TRAINING_QUEUE},
+            RUN_SIMULATION_TASK: {"queue": SIMULATION_QUEUE},
             TRAIN_REPRESENTATION_TASK: {"queue": BACKGROUND_QUEUE},
         },
         "broker_connection_retry_on_startup": True,
@@ -88,4 +89,4 @@ def enqueue_representation(representation_id: int) -> None:
 
 
 def enqueue_simulation(simulation_id: int) -> None:
-    _client().send_task(RUN_SIMULATION_TASK, args=[simulation_id], queue=TRAINING_QUEUE)
+    _client().send_task(RUN_SIMULATION_TASK, args=[simulation_id], queue=SIMULATION_QUEUE)

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     # Authentication failures allowed per client address, in the `limits` notation.
     auth_failure_limit: str = "30/minute"
 
+    # Queued or running simulations a project may have at once (each can run for many minutes).
+    max_active_simulations: int = 1
+
     lease_seconds: int = 600
     round_max_attempts: int = 3
     # A running round's worker writes a heartbeat this often; a round whose heartbeat is older than

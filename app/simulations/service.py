@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from app.core.db import utcnow
 from app.images.orm import Image, Split
 from app.projects.orm import Project
 from app.simulations.orm import Simulation
@@ -31,6 +32,23 @@ def create(session: Session, *, project: Project, body: SimulationCreate, user: 
     session.add(simulation)
     session.flush()
     return simulation
+
+
+def active_count(session: Session, *, project_id: int) -> int:
+    return (
+        session.scalar(select(func.count()).where(Simulation.project_id == project_id, Simulation.status.in_(ACTIVE)))
+        or 0
+    )
+
+
+def cancel(session: Session, *, simulation_id: int) -> bool:
+    """Marks a queued or running simulation cancelled; the worker stops at its next round."""
+    result = session.execute(
+        update(Simulation)
+        .where(Simulation.id == simulation_id, Simulation.status.in_(ACTIVE))
+        .values(status="cancelled", finished_at=utcnow())
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def list_for(session: Session, *, project_id: int) -> list[Simulation]:

@@ -108,6 +108,9 @@ def test_simulation_job_over_rest(sqlite_service: LiveService) -> None:
     created = engineer.post(f"/projects/{pid}/simulations", json=body)
     assert created.status_code == 202, created.text
     sim_id = created.json()["id"]
+    # One simulation at a time per project (SUGGESTLAB_MAX_ACTIVE_SIMULATIONS).
+    second = engineer.post(f"/projects/{pid}/simulations", json=body)
+    assert second.status_code == 409 and "cancel" in second.json()["detail"], second.text
     deadline = time.monotonic() + 300
     while (state := engineer.get(f"/simulations/{sim_id}").json())["status"] in ("queued", "running"):
         assert time.monotonic() < deadline, state
@@ -123,3 +126,54 @@ def test_simulation_job_over_rest(sqlite_service: LiveService) -> None:
     assert svg.status_code == 200 and b"<svg" in svg.content
     assert engineer.get(f"/simulations/{sim_id}/curve.png").content[:4] == b"\x89PNG"
     assert engineer.get(f"/simulations/{sim_id}/nothing.txt").status_code == 422
+    assert engineer.post(f"/simulations/{sim_id}/cancel").status_code == 409
+
+
+def _wait_simulation(client, sim_id: int, until: tuple[str, ...], timeout: float = 300) -> dict:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while (state := client.get(f"/simulations/{sim_id}").json())["status"] not in until:
+        assert time.monotonic() < deadline, state
+        time.sleep(0.3)
+    return state
+
+
+def test_simulations_run_beside_rounds_and_can_be_cancelled(sqlite_service: LiveService) -> None:
+    eng_id, eng = sqlite_service.new_user("engineer")
+    engineer = sqlite_service.client(eng)
+    project = create_project(sqlite_service.admin, members=[eng_id], representation="none")
+    pid = project["id"]
+    upload(sqlite_service.admin, pid, [("pool.zip", digits_zip(np.arange(200, 300), with_labels=True))])
+    # Hundreds of curve points: far longer than a round.
+    strategies = ["random", "margin", "entropy", "coreset", "typiclust"]
+    long_run = {"strategies": strategies, "initial": 2, "batch": 2, "rounds": 30, "seeds": 10}
+    sim_id = engineer.post(f"/projects/{pid}/simulations", json=long_run).json()["id"]
+    _wait_simulation(engineer, sim_id, ("running",))
+    # Simulations have their own queue (and, embedded, their own worker): a round does not wait behind one.
+    round_id = engineer.post(f"/projects/{pid}/rounds", json={"strategy": "random", "batch_size": 5}).json()["id"]
+    assert wait_for_round(engineer, round_id)["status"] == "ready"
+    assert engineer.get(f"/simulations/{sim_id}").json()["status"] == "running"
+    cancelled = engineer.post(f"/simulations/{sim_id}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled", cancelled.text
+    # The cancelled one frees the project's slot and its worker: a new simulation runs to the end.
+    short = {"strategies": ["random"], "initial": 5, "batch": 5, "rounds": 1, "seeds": 1}
+    next_id = engineer.post(f"/projects/{pid}/simulations", json=short).json()["id"]
+    assert _wait_simulation(engineer, next_id, ("ready", "failed"))["status"] == "ready"
+    final = engineer.get(f"/simulations/{sim_id}").json()
+    assert final["status"] == "cancelled" and final["files"] == {}, final
+
+
+def test_a_queued_round_says_what_it_waits_behind(idle_service: LiveService) -> None:
+    first, second = (create_project(idle_service.admin) for _ in range(2))
+    for project in (first, second):
+        upload(idle_service.admin, project["id"], [("pool.zip", digits_zip(np.arange(10), with_labels=False))])
+    body = {"strategy": "random", "batch_size": 2}
+    ids = [idle_service.admin.post(f"/projects/{p['id']}/rounds", json=body).json()["id"] for p in (first, second)]
+    # No worker runs here, so both stay queued; the later one names what is ahead of it, in counts only.
+    rounds = [idle_service.admin.get(f"/rounds/{i}").json() for i in ids]
+    assert all(r["status"] == "queued" for r in rounds)
+    assert "waiting for a worker" in rounds[0]["waiting_behind"] or "earlier queued" in rounds[0]["waiting_behind"]
+    assert rounds[1]["waiting_behind"].startswith("queued behind 0 running and ")
+    ahead = int(rounds[1]["waiting_behind"].split(" and ")[1].split()[0])
+    assert ahead >= 1
+    listed = idle_service.admin.get(f"/projects/{second['id']}/rounds").json()["data"]
+    assert listed[-1]["waiting_behind"] == rounds[1]["waiting_behind"]

@@ -4,7 +4,16 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Response, status
 
-from app.api.deps import ENGINEER, CurrentUser, EngineerProject, MemberProject, SessionDep, StorageDep, row_access
+from app.api.deps import (
+    ENGINEER,
+    CurrentUser,
+    EngineerProject,
+    MemberProject,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    row_access,
+)
 from app.core.queue import enqueue_simulation
 from app.simulations import service
 from app.simulations.orm import Simulation
@@ -28,7 +37,7 @@ MEDIA = {
 
 @router.post("/projects/{project_id}/simulations", response_model=SimulationRead, status_code=202)
 def create_simulation(
-    body: SimulationCreate, project: EngineerProject, user: CurrentUser, session: SessionDep
+    body: SimulationCreate, project: EngineerProject, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> SimulationRead:
     """Queue an oracle simulation of strategies on this project's labelled pool ("which strategy fits my data?")."""
     unknown = [s for s in body.strategies if s.split("@")[0] not in strategy_names()]
@@ -47,6 +56,13 @@ def create_simulation(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"the simulation needs {needed} labelled pool images plus a test share; the pool has {available} "
             "with ground truth (upload the pool with a labels CSV)",
+        )
+    limit = settings.max_active_simulations
+    if service.active_count(session, project_id=project.id) >= limit:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"this project already has {limit} simulation(s) queued or running; wait for it or cancel it "
+            "(POST /simulations/{id}/cancel)",
         )
     simulation = service.create(session, project=project, body=body, user=user)
     session.commit()
@@ -72,7 +88,21 @@ def read_simulation(simulation: EngineerSimulation) -> SimulationRead:
     return SimulationRead.model_validate(simulation)
 
 
-@router.get("/simulations/{simulation_id}/{filename}")
+@router.post("/simulations/{simulation_id}/cancel", response_model=SimulationRead)
+def cancel_simulation(simulation: EngineerSimulation, session: SessionDep) -> SimulationRead:
+    """Cancel a queued or running simulation (a running one stops after its current round)."""
+    if not service.cancel(session, simulation_id=simulation.id):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"simulation {simulation.id} already ended ({simulation.status})")
+    session.commit()
+    session.refresh(simulation)
+    return SimulationRead.model_validate(simulation)
+
+
+@router.get(
+    "/simulations/{simulation_id}/{filename}",
+    response_class=Response,
+    responses={200: {"content": {media: {} for media in MEDIA.values()}, "description": "The file."}},
+)
 def simulation_file(
     simulation: EngineerSimulation,
     storage: StorageDep,
