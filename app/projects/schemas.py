@@ -3,7 +3,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+RESERVED_KEYS = ("g", "s", "z")
 
 
 class ProjectSettings(BaseModel):
@@ -30,6 +32,27 @@ class ProjectSettings(BaseModel):
     representation_epochs: int | None = Field(
         None, ge=1, le=1000, description="SimCLR epochs; default 150 on a GPU, 20 (at most 8 minutes) on a CPU."
     )
+    hotkeys: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=200,
+        description=(
+            'Labelling keys per class name, e.g. {"cat": "c"}; classes left out get their own name when it is '
+            "one character, else a spare digit or letter. g, s and z are taken (grid, skip, undo)."
+        ),
+    )
+
+    @field_validator("hotkeys")
+    @classmethod
+    def _usable_hotkeys(cls, value: dict[str, str]) -> dict[str, str]:
+        keys = [k.lower() for k in value.values()]
+        for key in keys:
+            if len(key) != 1 or not key.isprintable() or key.isspace():
+                raise ValueError(f"hotkey {key!r} must be one printable character")
+            if key in RESERVED_KEYS:
+                raise ValueError(f"hotkey {key!r} is taken by grid, skip or undo ({', '.join(RESERVED_KEYS)})")
+        if len(set(keys)) != len(keys):
+            raise ValueError("two classes share a hotkey")
+        return {name: key.lower() for name, key in value.items()}
 
 
 class ProjectCreate(BaseModel):
@@ -46,6 +69,13 @@ class ProjectCreate(BaseModel):
         if len(set(cleaned)) != len(cleaned):
             raise ValueError("class names must be distinct")
         return cleaned
+
+    @model_validator(mode="after")
+    def _hotkeys_name_classes(self) -> ProjectCreate:
+        unknown = sorted(set(self.settings.hotkeys) - set(self.classes))
+        if unknown:
+            raise ValueError(f"hotkeys name classes the project does not have: {', '.join(unknown)}")
+        return self
 
 
 class ProjectCounts(BaseModel):

@@ -2,16 +2,34 @@
 import { api } from "./api.js";
 import { h, showError } from "./dom.js";
 
-// 1-9 first, then letters; g, s and z are kept for grid, skip and undo.
-const LETTERS = "abcdefhijklmnopqrtuvwxy";
-export function hotkeys(classes) {
-  return classes.map((_, i) => (i < 9 ? String(i + 1) : LETTERS[i - 9] ?? null));
+// g, s and z are kept for grid, skip and undo.
+const RESERVED = new Set(["g", "s", "z"]);
+const SPARE = "1234567890abcdefhijklmnopqrtuvwxy";
+// A class's key: the project's own hotkey if it set one, else the class name itself when that is a
+// single character (class "1" is key 1), else the first spare digit or letter.
+export function hotkeys(classes, custom = {}) {
+  const taken = new Set(RESERVED);
+  const keys = classes.map((c) => {
+    const k = (custom[c] || "").toLowerCase();
+    if (k && !taken.has(k)) { taken.add(k); return k; }
+    return null;
+  });
+  classes.forEach((c, i) => {
+    const k = c.toLowerCase();
+    if (!keys[i] && [...c].length === 1 && k.trim() && !taken.has(k)) { keys[i] = k; taken.add(k); }
+  });
+  classes.forEach((c, i) => {
+    if (keys[i]) return;
+    const k = [...SPARE].find((x) => !taken.has(x));
+    if (k) { keys[i] = k; taken.add(k); }
+  });
+  return keys;
 }
 
 const PREFETCH = 6;
 
 export function labelView(root, project) {
-  const keys = hotkeys(project.classes);
+  const keys = hotkeys(project.classes, project.settings?.hotkeys || {});
   const keyToClass = Object.fromEntries(keys.map((k, i) => [k, project.classes[i]]).filter(([k]) => k));
   const state = {
     queue: [], index: 0, history: [], round: null, message: null, grid: false,
@@ -38,10 +56,11 @@ export function labelView(root, project) {
     h("button", { type: "button", onclick: () => undo(), "aria-label": "Undo last label (Z)" }, h("kbd", {}, "Z"), " Undo"),
     h("button", { type: "button", onclick: () => toggleGrid(), "aria-label": "Toggle grid mode (G)" }, h("kbd", {}, "G"), " Grid"),
     h("button", { type: "button", onclick: () => move(1), "aria-label": "Next image (right arrow)" }, "Next →"));
-  const help = h("p.help", {}, "Keys: ", keys.filter(Boolean).length ? `${keys.filter(Boolean)[0]}–${keys.filter(Boolean).at(-1)} label · ` : "",
+  const notice = h("p.notice", { role: "status" });
+  const help = h("p.help", {}, "Keys: the key on each class button labels · ",
     "S skip · Z/Backspace undo · ←/→ move · G grid (arrows move, Space selects, a class key labels the selection)");
   root.replaceChildren(h("section.label-view", {},
-    h("h1", {}, `Label: ${project.name}`), progress, stage, grid, empty, classButtons, controls, help));
+    h("h1", {}, `Label: ${project.name}`), notice, progress, stage, grid, empty, classButtons, controls, help));
 
   const current = () => state.queue[state.index];
 
@@ -195,8 +214,22 @@ export function labelView(root, project) {
     else handled = false;
     if (handled) event.preventDefault();
   }
+  // A new round replaces the open one while the page is open: follow it instead of answering
+  // every key with an error until a reload.
+  async function followOpenRound() {
+    if (document.hidden || state.busy) return;
+    let open;
+    try { open = (await api(`/projects/${project.id}`)).open_round; } catch { return; }
+    if (!open || (state.round && open.id === state.round.id)) return;
+    const moved = state.round !== null;
+    Object.assign(state, { queue: [], index: 0, history: [], round: null, loading: true });
+    state.selected.clear();
+    notice.textContent = moved ? `Round ${open.index} is open now; moved to it.` : `Round ${open.index} is ready.`;
+    await fetchMore();
+  }
+  const watcher = setInterval(followOpenRound, 4000);
   document.addEventListener("keydown", onKey);
   render();
   fetchMore();
-  return () => document.removeEventListener("keydown", onKey);
+  return () => { document.removeEventListener("keydown", onKey); clearInterval(watcher); };
 }

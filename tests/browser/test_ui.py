@@ -95,9 +95,9 @@ def test_annotator_labels_a_batch_with_the_keyboard_alone(browser, sqlite_servic
         image_id = int(page.locator("img.subject").get_attribute("data-id"))
         index = int(world["names"][image_id].split("-")[1].split(".")[0])
         label = str(digits.labels[index])
-        # Classes "0".."9" have hotkeys 1..9 then "a".
-        key = str(int(label) + 1) if label != "9" else "a"
-        page.keyboard.press(key)
+        # Single-character class names are their own keys: "1" labels a one.
+        assert page.locator(f"button.class:has-text('{label}') kbd").inner_text() == label
+        page.keyboard.press(label)
         expected[image_id] = label
         page.wait_for_selector(f".progress-text:has-text('{step + 1} / 6, round 1')")
     page.wait_for_selector(".empty:has-text('Nothing to label right now')")
@@ -117,7 +117,7 @@ def test_annotator_labels_a_batch_with_the_keyboard_alone(browser, sqlite_servic
     # A reload keeps the annotator's leased item.
     page.reload()
     page.wait_for_selector(f"img.subject[data-id='{undone}']")
-    page.keyboard.press("1")
+    page.keyboard.press(expected[undone])
     page.wait_for_selector(".progress-text:has-text('6 / 6, round 1')")
 
 
@@ -147,6 +147,18 @@ def test_engineer_triggers_a_round_and_sees_it_finish(browser, sqlite_service: L
     annotator = _page(browser, sqlite_service, world["ann"])
     annotator.goto(f"{sqlite_service.base_url}/#/label/{world['pid']}")
     annotator.wait_for_selector(".progress-text:has-text('0 / 5, round 2')")
+    # A third round replaces round 2 while the annotator's page is open: the page follows it by itself
+    # and says so, and the class keys label in the new round.
+    engineer = sqlite_service.client(world["eng"])
+    refused = engineer.post(f"/projects/{world['pid']}/rounds", json={"strategy": "random", "batch_size": 4})
+    assert refused.status_code == 409 and "close_open" in refused.json()["detail"]
+    body = {"strategy": "random", "batch_size": 4, "close_open": True}
+    third = engineer.post(f"/projects/{world['pid']}/rounds", json=body).json()["id"]
+    assert wait_for_round(engineer, third)["status"] == "ready"
+    annotator.wait_for_selector(".notice:has-text('Round 3 is open now')", timeout=20_000)
+    annotator.wait_for_selector(".progress-text:has-text('0 / 4, round 3')")
+    annotator.keyboard.press("7")
+    annotator.wait_for_selector(".progress-text:has-text('1 / 4, round 3')")
 
 
 def test_admin_uploads_a_zip_and_sees_the_report(browser, sqlite_service: LiveService, world: dict) -> None:  # type: ignore[no-untyped-def]
@@ -204,7 +216,64 @@ def test_grid_mode_labels_a_selection_at_once(browser, sqlite_service: LiveServi
     page.wait_for_selector(".progress-text:has-text('3 / 6, round 1')")
     assert page.locator(".grid .cell").count() == 3
     rows = sqlite_service.admin.get(f"/projects/{project['id']}/export", params={"format": "json"}).json()["data"]
-    assert len(rows) == 3 and {r["label"] for r in rows} == {"3"}
+    assert len(rows) == 3 and {r["label"] for r in rows} == {"4"}
+    # Leaving grid mode hides the grid; the single image and its position come back.
+    page.keyboard.press("g")
+    page.wait_for_selector(".grid", state="hidden")
+    assert page.locator("img.subject").is_visible()
+    # When everything is labelled, only the message is left: no stale grid, no class buttons.
+    page.keyboard.press("g")
+    page.wait_for_selector(".grid .cell")
+    for _ in range(3):
+        page.keyboard.press("ArrowLeft")
+    for step in range(3):
+        page.keyboard.press(" ")
+        if step < 2:
+            page.keyboard.press("ArrowRight")
+    assert page.locator(".grid .cell.selected").count() == 3
+    page.keyboard.press("2")
+    page.wait_for_selector(".empty:has-text('Nothing to label right now')")
+    assert not page.locator(".grid").is_visible() and not page.locator(".classes").is_visible()
+
+
+def test_labelling_fits_a_phone_and_projects_set_their_own_hotkeys(browser, sqlite_service: LiveService) -> None:  # type: ignore[no-untyped-def]
+    ann_id, ann = sqlite_service.new_user("annotator")
+    classes = ["cat", "dog", "bird"]
+    bad = sqlite_service.admin.post(
+        "/projects", json={"name": "bad keys", "classes": classes, "settings": {"hotkeys": {"cat": "s"}}}
+    )
+    assert bad.status_code == 422 and "taken" in bad.text
+    project = create_project(
+        sqlite_service.admin, members=[ann_id], classes=classes, representation="none", hotkeys={"dog": "d"}
+    )
+    upload(sqlite_service.admin, project["id"], [("pool.zip", digits_zip(np.arange(950, 970), with_labels=False))])
+    created = sqlite_service.admin.post(
+        f"/projects/{project['id']}/rounds", json={"strategy": "random", "batch_size": 3}
+    )
+    assert wait_for_round(sqlite_service.admin, created.json()["id"])["status"] == "ready"
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    page.goto(sqlite_service.base_url + "/#/login")
+    page.get_by_label("Access token").fill(ann)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("h1:has-text('Projects')")
+    page.goto(f"{sqlite_service.base_url}/#/label/{project['id']}")
+    page.wait_for_selector(".progress-text:has-text('0 / 3, round 1')")
+    # Nothing wider than the screen; the whole image and every class button visible without scrolling.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    box = page.locator("img.subject").bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    for button in page.locator("button.class").all():
+        b = button.bounding_box()
+        assert b and b["y"] + b["height"] <= 844 and b["x"] + b["width"] <= 390
+    page.screenshot(path=str(SHOTS / "labelling-390px.png"))
+    # The project's own key for "dog", the class's first spare key for the others.
+    assert page.locator("button.class:has-text('dog') kbd").inner_text() == "d"
+    page.keyboard.press("d")
+    page.wait_for_selector(".progress-text:has-text('1 / 3, round 1')")
+    rows = sqlite_service.admin.get(f"/projects/{project['id']}/export", params={"format": "json"}).json()["data"]
+    assert [r["label"] for r in rows] == ["dog"]
+    context.close()
 
 
 def test_sign_in_focus_admin_page_refusal_and_sign_out(browser, sqlite_service: LiveService, world: dict) -> None:  # type: ignore[no-untyped-def]
