@@ -7,7 +7,6 @@ the same code path as an admin using curl.
 from __future__ import annotations
 
 import os
-import time
 
 from app.core.settings import get_settings
 
@@ -89,18 +88,10 @@ def run_demo(*, host: str, port: int, dataset: str, batch_size: int) -> int:
             )
             response.raise_for_status()
             rounds = [response.json()]
-        latest = rounds[-1]
-        deadline = time.monotonic() + 600
-        last = ""
-        while time.monotonic() < deadline:
-            state = client.get(f"/api/v1/rounds/{latest['id']}", headers=engineer).json()
-            line = f"  round {state['index']}: {state['status']} ({state['phase']}, {state['progress']:.0%})"
-            if line != last:
-                print(line, flush=True)
-                last = line
-            if state["status"] not in ("queued", "training", "selecting"):
-                break
-            time.sleep(0.5)
+        # The page is served at once; round 1 runs on the worker meanwhile and its progress shows on
+        # the dashboard (the labelling page picks its batch up when it is ready).
+        state = client.get(f"/api/v1/rounds/{rounds[-1]['id']}", headers=engineer).json()
+        print(f"  round {state['index']}: {state['status']} ({state['phase']}, {state['progress']:.0%})", flush=True)
         url = f"http://{host}:{port}"
         print(f"\nSuggestLab demo is running at {url}  (project {name!r}, id {pid})")
         print("Demo users and their bearer tokens (new tokens are issued on every start):")

@@ -275,3 +275,27 @@ def encode(encoder: ConvEncoder, x: np.ndarray, *, batch_size: int = 512) -> np.
         for i in range(0, len(x), batch_size)
     ]
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, encoder.out_dim), np.float32)
+
+
+def pixel_pca(
+    pool_x: np.ndarray, other_x: np.ndarray, dims: int = 64, sample: int = 5000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pool (and another split) projected on the pool pixels' top principal components: the
+    stand-in representation a round uses while the learned one trains. Fitted on at most `sample`
+    pool images, so it costs seconds even for a large pool."""
+    flat = pool_x.reshape(len(pool_x), -1).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    fit_rows = flat if len(flat) <= sample else flat[rng.choice(len(flat), sample, replace=False)]
+    mean = fit_rows.mean(0)
+    centred = fit_rows - mean
+    # Eigenvectors of the D x D covariance: cheaper than an SVD of the rows when N > D.
+    values, vectors = np.linalg.eigh(centred.T @ centred / max(len(centred) - 1, 1))
+    k = max(1, min(dims, len(fit_rows) - 1, flat.shape[1]))
+    basis = vectors[:, np.argsort(values)[::-1][:k]]
+
+    def project(x: np.ndarray) -> np.ndarray:
+        if len(x) == 0:
+            return np.zeros((0, k), np.float32)
+        return ((x.reshape(len(x), -1).astype(np.float32) - mean) @ basis).astype(np.float32)
+
+    return project(pool_x), project(other_x)

@@ -53,7 +53,14 @@ def test_demo_builds_project_and_stops_cleanly(tmp_path: Path) -> None:
             except httpx.ConnectError:
                 time.sleep(0.2)
         project = projects.json()["data"][0]
-        assert project["name"] == "Digits demo" and project["open_round"]["index"] == 1
+        assert project["name"] == "Digits demo"
+        # The page is served before round 1 is done; the worker finishes it meanwhile.
+        engineer = {"Authorization": f"Bearer {tokens['engineer']}"}
+        first = httpx.get(f"{api}/projects/{project['id']}/rounds", headers=engineer).json()["data"][0]
+        deadline = time.monotonic() + 300
+        while (state := httpx.get(f"{api}/rounds/{first['id']}", headers=engineer).json())["status"] != "ready":
+            assert state["status"] in ("queued", "training", "selecting") and time.monotonic() < deadline, state
+            time.sleep(0.5)
         batch = httpx.post(
             f"{api}/projects/{project['id']}/next",
             json={"limit": 3},
@@ -106,3 +113,55 @@ def test_serve_stops_its_embedded_worker_on_sigterm(tmp_path: Path) -> None:
         if Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
     ]
     assert alive == [], "the embedded worker outlived serve"
+
+
+def test_demo_serves_its_page_before_round_one_finishes(tmp_path: Path) -> None:
+    # With no worker, round 1 can never finish: the demo must still print its URL and serve the page,
+    # and the round must still be waiting (and say so) while it does.
+    port = _free_port()
+    env = {
+        **os.environ,
+        "SUGGESTLAB_DATA_DIR": str(tmp_path / "demo"),
+        "SUGGESTLAB_EMBEDDED_WORKER": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "demo", "--dataset", "digits", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    output: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            output.append(line)
+            if line.startswith("Press Ctrl-C"):
+                break
+        text = "".join(output)
+        assert "round 1: queued" in text, text[-3000:]
+        tokens = dict(re.findall(r"^\s+(admin|engineer|annotator)\s+(sl_\S+)$", text, re.MULTILINE))
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                page = httpx.get(base + "/")
+                break
+            except httpx.ConnectError:
+                time.sleep(0.2)
+        assert page.status_code == 200 and "<html" in page.text.lower()
+        engineer = {"Authorization": f"Bearer {tokens['engineer']}"}
+        project = httpx.get(f"{base}/api/v1/projects", headers=engineer).json()["data"][0]
+        rounds = httpx.get(f"{base}/api/v1/projects/{project['id']}/rounds", headers=engineer).json()["data"]
+        assert [r["status"] for r in rounds] == ["queued"] and "waiting for a worker" in rounds[0]["waiting_behind"]
+        annotator = {"Authorization": f"Bearer {tokens['annotator']}"}
+        waiting = httpx.post(f"{base}/api/v1/projects/{project['id']}/next", json={"limit": 1}, headers=annotator)
+        assert waiting.json()["data"] == [] and "round 1 is queued" in waiting.json()["message"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise

@@ -27,7 +27,7 @@ from app.projects.schemas import ProjectSettings
 from app.representations import service as representations
 from app.rounds.orm import ACTIVE_STATUSES, Round, RoundStatus, Suggestion, SuggestionStatus
 from app.storage import Storage, get_storage
-from worker.data import encode_png, load_arrays
+from worker.data import encode_png, pixel_cache
 
 log = logging.getLogger("suggestlab.worker")
 
@@ -289,8 +289,12 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
     )
     labels = np.asarray([inputs.labels[inputs.pool_ids[i]] for i in labelled_pos], dtype=np.int64)
     report("loading", 0.0, force=True)
-    pool_x = load_arrays(storage, inputs.pool_keys, size, channels)
-    val_x = load_arrays(storage, inputs.validation_keys, size, channels)
+    # Decoded once per image and worker: an unchanged pool is read back, not decoded again.
+    cache = pixel_cache(settings.data_dir, inputs.project_id, size, channels)
+    pool_x = cache.load(storage, inputs.pool_keys)
+    decoded = cache.decoded_last
+    val_x = cache.load(storage, inputs.validation_keys)
+    decoded += cache.decoded_last
     val_y = np.asarray(inputs.validation_labels, dtype=np.int64)
     load_s = time.monotonic() - started
     device = select_device(settings.torch_device)
@@ -303,7 +307,7 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
     t = time.monotonic()
     vae = None
     vae_info: dict[str, Any] = {"trained": False, "needed": False}
-    if features is None or inputs.strategy in ("si", "snn-plain", "hybrid"):
+    if features is None or inputs.strategy in DECODER_STRATEGIES:
         vae, latents, artifacts, vae_info = _latent_space(inputs, pool_x, pool_ids, storage, device, report)
     else:
         from worker.artifacts import save_latents
@@ -361,6 +365,7 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
         "vae": vae_info,
         "representation": representation_info,
         "learner": step.learner.info if step.learner is not None else {"mode": "cnn from scratch"},
+        "decoded_images": decoded,
         "timings": {
             "load_s": round(load_s, 3),
             "representation_s": round(representation_s, 3),
@@ -395,6 +400,10 @@ def _request_representation(project_id: int, settings: Settings) -> int | None:
         return None
 
 
+# Strategies that decode latents back into images need the VAE whatever the representation.
+DECODER_STRATEGIES = ("si", "snn-plain", "hybrid")
+
+
 def _representation(
     inputs: RoundInputs,
     pool_x: np.ndarray,
@@ -404,8 +413,9 @@ def _representation(
     device: Any,
     settings: Settings,
 ) -> tuple[np.ndarray | None, np.ndarray | None, dict[str, Any]]:
-    """The pool and validation split in the newest ready representation, or (None, None) when there is
-    none yet (the round then falls back to the VAE and a CNN). Images the representation has not seen
+    """The pool and validation split in the newest ready representation; until one is ready, the
+    pixels' principal components; (None, None) for a project without representations or a decoder
+    strategy with none ready (the round then uses the VAE and a CNN). Images the representation has not seen
     are encoded now; a pool that changed by more than the refresh fraction asks for a new one."""
     from models.representation import encode
     from worker.representation import load_encoder, load_features
@@ -416,7 +426,18 @@ def _representation(
     if not inputs.representation_artifacts:
         requested = None if inputs.representation_active else _request_representation(inputs.project_id, settings)
         why = "none is ready yet; one is training" if inputs.representation_active or requested else "none is ready"
-        return None, None, {"kind": "vae", "why": why, "requested": requested}
+        if inputs.strategy in DECODER_STRATEGIES:
+            return (
+                None,
+                None,
+                {"kind": "vae", "why": f"{why}; {inputs.strategy} decodes latents", "requested": requested},
+            )
+        # Nothing heavy on the round's path: until the representation is ready, the pixels' principal
+        # components stand in for it (seconds, where a VAE takes minutes on a CPU).
+        from models.representation import pixel_pca
+
+        features, val_features = pixel_pca(pool_x, val_x)
+        return features, val_features, {"kind": "pixels-pca", "why": why, "requested": requested}
     ids, known = load_features(storage, inputs.representation_artifacts["features"])
     row_of = {int(image_id): row for row, image_id in enumerate(ids.tolist())}
     missing = [i for i, image_id in enumerate(pool_ids.tolist()) if image_id not in row_of]

@@ -21,7 +21,7 @@ from app.projects.orm import Project
 from app.projects.schemas import ProjectSettings
 from app.representations.orm import Representation
 from app.storage import Storage, get_storage
-from worker.data import load_arrays
+from worker.data import pixel_cache
 
 log = logging.getLogger("suggestlab.worker")
 
@@ -121,7 +121,8 @@ def train_representation(representation_id: int, settings: Settings) -> None:
     try:
         if len(pool) < 32:
             raise ValueError(f"the pool has {len(pool)} images; a representation needs at least 32")
-        x = load_arrays(storage, [r[1] for r in pool], project_settings.image_size, project_settings.channels)
+        cache = pixel_cache(settings.data_dir, project_id, project_settings.image_size, project_settings.channels)
+        x = cache.load(storage, [r[1] for r in pool])
         device = select_device(settings.torch_device)
         setting = encoder_setting(device.type, project_settings)
         if settings.representation_time_budget_s is not None:

@@ -48,14 +48,16 @@ def test_snn_then_si_rounds(sqlite_service: LiveService) -> None:
     assert first["status"] == "ready", first
     assert first["metrics"]["effective_strategy"] == "coldstart"
     assert first["metrics"]["vae"]["trained"] is True
+    assert first["metrics"]["decoded_images"] == 160  # 120 pool + 40 validation images, decoded once
     labelled = _label_suggestions(engineer, sqlite_service, first["id"], names)
 
     snn = engineer.post(f"/projects/{pid}/rounds", json={"strategy": "snn", "batch_size": 10, "params": {"alpha": 1.5}})
     second = wait_for_round(engineer, snn.json()["id"])
     assert second["status"] == "ready", second
     assert second["metrics"]["effective_strategy"] == "snn"
-    # The pool did not change, so the VAE from round 1 is reused.
+    # The pool did not change, so the VAE from round 1 is reused and no image is decoded again.
     assert second["metrics"]["vae"]["trained"] is False
+    assert second["metrics"]["decoded_images"] == 0
     picks = engineer.get(f"/rounds/{second['id']}/suggestions").json()["data"]
     assert len(picks) == 10
     assert not {p["image_id"] for p in picks} & labelled

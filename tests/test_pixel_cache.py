@@ -1,0 +1,57 @@
+"""The worker's decoded-pixel cache: an image is decoded once, rows come back exactly as decoding
+gives them, and a torn append from a killed process cannot shift later rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from app.storage import LocalStorage
+from tests.factories import png
+from worker.data import PixelCache, load_arrays
+
+
+def _store(tmp_path: Path, n: int, start: int = 0) -> tuple[LocalStorage, list[str]]:
+    storage = LocalStorage(tmp_path / "store")
+    keys = [f"images/{i}.png" for i in range(start, start + n)]
+    for i, key in enumerate(keys, start=start):
+        storage.put(key, png(i))
+    return storage, keys
+
+
+def test_unchanged_images_are_not_decoded_again(tmp_path: Path) -> None:
+    storage, keys = _store(tmp_path, 30)
+    cache = PixelCache(tmp_path / "cache", 28, 1)
+    first = cache.load(storage, keys)
+    assert cache.decoded_last == 30
+    np.testing.assert_array_equal(first, load_arrays(storage, keys, 28, 1))
+    # Another order and a subset: read back, nothing decoded.
+    again = cache.load(storage, keys[::-1][:20])
+    assert cache.decoded_last == 0
+    np.testing.assert_array_equal(again, first[::-1][:20])
+    # A second process with its own cache object sees the same rows.
+    other = PixelCache(tmp_path / "cache", 28, 1)
+    np.testing.assert_array_equal(other.load(storage, keys), first)
+    assert other.decoded_last == 0
+    # New images only are decoded; a different size is a different cache.
+    more_storage, more = _store(tmp_path, 5, start=30)
+    mixed = cache.load(more_storage, keys + more)
+    assert cache.decoded_last == 5
+    np.testing.assert_array_equal(mixed, load_arrays(more_storage, keys + more, 28, 1))
+    small = PixelCache(tmp_path / "cache", 16, 1)
+    small.load(storage, keys[:3])
+    assert small.decoded_last == 3
+
+
+def test_a_torn_append_does_not_shift_rows(tmp_path: Path) -> None:
+    storage, keys = _store(tmp_path, 12)
+    cache = PixelCache(tmp_path / "cache", 28, 1)
+    cache.load(storage, keys[:6])
+    # A worker killed after writing part of its rows but before recording their keys.
+    with cache.data_path.open("ab") as data:
+        data.write(b"\xff" * (cache.row_bytes + 100))
+    rows = cache.load(storage, keys)
+    assert cache.decoded_last == 6
+    np.testing.assert_array_equal(rows, load_arrays(storage, keys, 28, 1))
+    assert cache.data_path.stat().st_size == 12 * cache.row_bytes
