@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -76,8 +78,25 @@ def test_full_loop(backend: str, request: pytest.FixtureRequest) -> None:
     exported_csv = engineer.get(f"/projects/{pid}/export", params={"format": "csv"})
     assert exported_csv.status_code == 200 and exported_csv.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(exported_csv.text)))
-    assert {int(r["image_id"]) for r in rows} == labelled
-    assert all(r["round_index"] == "1" for r in rows)
+    # The annotations, and the validation labels that came with their upload.
+    annotated = [r for r in rows if r["label_source"] == "annotation"]
+    assert {int(r["image_id"]) for r in annotated} == labelled
+    assert all(r["round_index"] == "1" and r["duration_ms"] == "900" and r["split"] == "pool" for r in annotated)
+    uploaded = [r for r in rows if r["label_source"] == "upload"]
+    assert len(uploaded) == 100 and {r["split"] for r in uploaded} == {"validation"}
+    assert all(r["file_url"] == f"/api/v1/images/{r['image_id']}/file" for r in rows)
     exported_json = engineer.get(f"/projects/{pid}/export", params={"format": "json"}).json()
-    assert exported_json["count"] == 20
-    assert {r["annotator"] for r in exported_json["data"]} == {annotator.get("/me").json()["name"]}
+    assert exported_json["count"] == 120
+    names_seen = {r["annotator"] for r in exported_json["data"] if r["label_source"] == "annotation"}
+    assert names_seen == {annotator.get("/me").json()["name"]}
+    lines = engineer.get(f"/projects/{pid}/export", params={"format": "jsonl"}).text.splitlines()
+    assert [json.loads(line) for line in lines] == exported_json["data"]
+    # ImageFolder layout: <split>/<class>/<id>.<ext>, the bytes as uploaded, and a labels.csv.
+    folder = engineer.get(f"/projects/{pid}/export", params={"format": "imagefolder"})
+    assert folder.headers["content-type"] == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(folder.content))
+    paths = [n for n in archive.namelist() if n != "labels.csv"]
+    assert len(paths) == 120 and "labels.csv" in archive.namelist()
+    some = next(r for r in exported_json["data"] if r["label_source"] == "annotation")
+    path = f"pool/{some['label']}/{some['image_id']}.png"
+    assert archive.read(path) == engineer.get(f"/images/{some['image_id']}/file").content

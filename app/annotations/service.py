@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from app.annotations.orm import Annotation
 from app.core.db import utcnow
-from app.images.orm import Image
+from app.images.orm import Image, Split
 from app.rounds.orm import Round, Suggestion, SuggestionStatus
 from app.users.orm import User
 
@@ -239,7 +239,7 @@ def export_rows(session: Session, *, project_id: int) -> list[dict[str, object]]
         .where(Image.project_id == project_id)
         .order_by(Image.id)
     )
-    return [
+    out: list[dict[str, object]] = [
         {
             "image_id": image.id,
             "original_name": image.original_name,
@@ -247,9 +247,43 @@ def export_rows(session: Session, *, project_id: int) -> list[dict[str, object]]
             "split": image.split,
             "synthetic": image.synthetic,
             "label": annotation.label,
+            "label_source": "annotation",
             "annotator": name,
             "created_at": annotation.created_at.isoformat(),
+            "duration_ms": annotation.duration_ms,
             "round_index": round_index,
+            "file_url": f"/api/v1/images/{image.id}/file",
         }
         for annotation, image, name, round_index in rows
     ]
+    # Validation and test labels arrive with the upload (their ground truth); the pool's ground truth
+    # is the simulation oracle, not a label anyone gave, so it stays out.
+    annotated = {row["image_id"] for row in out}
+    uploaded = session.scalars(
+        select(Image)
+        .where(
+            Image.project_id == project_id,
+            Image.split.in_([Split.validation, Split.test]),
+            Image.ground_truth.is_not(None),
+        )
+        .order_by(Image.id)
+    )
+    out += [
+        {
+            "image_id": image.id,
+            "original_name": image.original_name,
+            "sha256": image.sha256,
+            "split": image.split,
+            "synthetic": image.synthetic,
+            "label": image.ground_truth,
+            "label_source": "upload",
+            "annotator": None,
+            "created_at": image.uploaded_at.isoformat(),
+            "duration_ms": None,
+            "round_index": None,
+            "file_url": f"/api/v1/images/{image.id}/file",
+        }
+        for image in uploaded
+        if image.id not in annotated
+    ]
+    return sorted(out, key=lambda row: row["image_id"])  # type: ignore[arg-type,return-value]

@@ -4,10 +4,13 @@ import csv
 import io
 import json
 import logging
+import re
+import zipfile
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Path, Query, Response, UploadFile, status
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from app.annotations import service as annotations
 from app.annotations.orm import Annotation
@@ -27,8 +30,10 @@ from app.images.ingest import UploadError, ingest, parse_labels_csv
 from app.images.orm import Image, Split
 from app.images.schemas import ImageList, ImageRead
 from app.projects import service
+from app.projects.orm import Project
 from app.projects.schemas import MemberAdd, MemberList, MemberRead, ProjectCreate, ProjectList, ProjectRead
 from app.rounds import service as rounds
+from app.storage import Storage, StorageError
 from app.users import service as users
 
 router = APIRouter(tags=["projects"])
@@ -152,38 +157,88 @@ def project_metrics(project: MemberProject, session: SessionDep) -> dict[str, ob
     return {"project_id": project.id, "data": data, "count": len(data)}
 
 
+EXPORT_MEDIA = {
+    "csv": "text/csv",
+    "json": "application/json",
+    "jsonl": "application/x-ndjson",
+    "imagefolder": "application/zip",
+}
+EXPORT_FIELDS = [
+    "image_id",
+    "original_name",
+    "sha256",
+    "split",
+    "synthetic",
+    "label",
+    "label_source",
+    "annotator",
+    "created_at",
+    "duration_ms",
+    "round_index",
+    "file_url",
+]
+
+
 @router.get(
     "/projects/{project_id}/export",
     response_class=Response,
-    responses={200: {"content": {"text/csv": {}, "application/json": {}}, "description": "The labels."}},
+    responses={200: {"content": {m: {} for m in EXPORT_MEDIA.values()}, "description": "The labels."}},
 )
-def export_labels(project: EngineerProject, session: SessionDep, format: Literal["csv", "json"] = "csv") -> Response:
-    """Every current label with its annotator, time and round, as CSV or JSON."""
+def export_labels(
+    project: EngineerProject,
+    session: SessionDep,
+    storage: StorageDep,
+    format: Literal["csv", "json", "jsonl", "imagefolder"] = "csv",
+) -> Response:
+    """Every current label (annotations, plus the validation/test labels that came with uploads) with
+    its source, annotator, time, duration, round and file URL: CSV, JSON, JSON Lines, or an
+    ImageFolder-style zip (`<split>/<class>/<image id>.<ext>` plus labels.csv)."""
     rows = annotations.export_rows(session, project_id=project.id)
-    filename = f"suggestlab-project-{project.id}-labels.{format}"
+    extension = "zip" if format == "imagefolder" else format
+    filename = f"suggestlab-project-{project.id}-labels.{extension}"
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
     if format == "json":
-        return Response(
-            json.dumps({"project_id": project.id, "data": rows, "count": len(rows)}),
-            media_type="application/json",
-            headers=headers,
-        )
-    out = io.StringIO()
-    fields = [
-        "image_id",
-        "original_name",
-        "sha256",
-        "split",
-        "synthetic",
-        "label",
-        "annotator",
-        "created_at",
-        "round_index",
-    ]
-    writer = csv.DictWriter(out, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows({k: _csv_safe(v) for k, v in row.items()} for row in rows)
-    return Response(out.getvalue(), media_type="text/csv", headers=headers)
+        body: bytes | str = json.dumps({"project_id": project.id, "data": rows, "count": len(rows)})
+    elif format == "jsonl":
+        body = "".join(json.dumps(row) + "\n" for row in rows)
+    elif format == "imagefolder":
+        body = _imagefolder(session, storage, project, rows)
+    else:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS)
+        writer.writeheader()
+        writer.writerows({k: _csv_safe(v) for k, v in row.items()} for row in rows)
+        body = out.getvalue()
+    return Response(body, media_type=EXPORT_MEDIA[format], headers=headers)
+
+
+def _imagefolder(session: Session, storage: Storage, project: Project, rows: list[dict[str, object]]) -> bytes:
+    """A zip in the layout torchvision's ImageFolder and most trainers read: one folder per split and
+    class. Class names become folder names, so they are reduced to a safe file name (the labels.csv
+    inside keeps the exact names)."""
+    images = {i.id: i for i in session.scalars(select(Image).where(Image.id.in_([r["image_id"] for r in rows])))}
+    out = io.BytesIO()
+    listing = io.StringIO()
+    writer = csv.writer(listing)
+    writer.writerow(["path", "label", "split", "image_id", "original_name"])
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
+        for row in rows:
+            image = images[int(row["image_id"])]  # type: ignore[call-overload]
+            try:
+                data = storage.get(image.storage_key)
+            except StorageError:
+                continue  # a file missing from storage is left out rather than failing the export
+            folder = _safe_name(str(row["label"]))
+            path = f"{row['split']}/{folder}/{image.id}.{image.format.lower()}"
+            archive.writestr(path, data)
+            writer.writerow([_csv_safe(v) for v in (path, row["label"], row["split"], image.id, image.original_name)])
+        archive.writestr("labels.csv", listing.getvalue())
+    return out.getvalue()
+
+
+def _safe_name(label: str) -> str:
+    cleaned = re.sub(r"[^\w.+-]", "_", label).strip("._") or "class"
+    return cleaned[:100]
 
 
 def _csv_safe(value: object) -> object:
