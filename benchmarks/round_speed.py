@@ -1,0 +1,219 @@
+"""Round speed through the real service (REST upload, embedded worker, SQLite): a cold `random` round on
+a fresh 10,000-image pool, the representation job beside it, then warm `entropy` rounds (batch 100)
+once the representation is ready; and `suggestlab demo` until its page is served, on a quiet machine
+and with another process keeping one core busy.
+
+    python benchmarks/round_speed.py                 # writes benchmarks/results/round_speed.{json,md}
+    python benchmarks/round_speed.py --skip-demo
+
+The pool: the 5,000 bundled MNIST digits (4,500 of them), their transposes and 1,000 of them turned
+upside down: 10,000 distinct 28x28 images (a speed benchmark; the labels of the copies are the digit's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.datasets import Dataset, load_dataset, to_zip  # noqa: E402
+from benchmarks.api_load import cli, free_port  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def ten_thousand() -> tuple[Dataset, np.ndarray, np.ndarray]:
+    data = load_dataset("mnist5k")
+    order = np.random.default_rng(0).permutation(len(data.labels))
+    base, validation = order[:4500], order[4500:]
+    images = np.concatenate([data.images, data.images[base].transpose(0, 2, 1), data.images[base[:1000], ::-1, ::-1]])
+    labels = np.concatenate([data.labels, data.labels[base], data.labels[base[:1000]]])
+    big = Dataset("speed", images, labels, data.classes, 28)
+    pool = np.concatenate([base, np.arange(5000, len(labels))])
+    return big, pool, validation
+
+
+def wait_ready(client: httpx.Client, round_id: int, timeout: float = 1800) -> tuple[dict, float]:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        state = client.get(f"/rounds/{round_id}").json()
+        if state["status"] not in ("queued", "training", "selecting"):
+            return state, time.monotonic() - started
+        time.sleep(0.2)
+    raise TimeoutError(f"round {round_id}")
+
+
+def rounds_benchmark(warm_rounds: int, representation_budget: float) -> dict[str, object]:
+    tmp = Path(tempfile.mkdtemp(prefix="suggestlab-speed-"))
+    env = {
+        **os.environ,
+        "SUGGESTLAB_DATA_DIR": str(tmp),
+        "SUGGESTLAB_REPRESENTATION_TIME_BUDGET_S": str(representation_budget),
+    }
+    port = free_port()
+    admin = cli(env, "create-user", "--name", "admin", "--role", "admin")
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    out: dict[str, object] = {}
+    try:
+        for _ in range(300):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        client = httpx.Client(
+            base_url=f"http://127.0.0.1:{port}/api/v1", headers={"Authorization": f"Bearer {admin}"}, timeout=600
+        )
+        data, pool, validation = ten_thousand()
+        pid = client.post("/projects", json={"name": "speed", "classes": data.classes}).json()["id"]
+        t = time.monotonic()
+        for chunk in np.array_split(pool, 2):
+            archive = to_zip(data, chunk, with_labels=False)
+            client.post(f"/projects/{pid}/images", files={"files": ("pool.zip", archive)}).raise_for_status()
+        upload_s = time.monotonic() - t
+        archive = to_zip(data, validation, with_labels=True)
+        client.post(
+            f"/projects/{pid}/images", files={"files": ("val.zip", archive)}, data={"split": "validation"}
+        ).raise_for_status()
+        out["upload"] = {"images": len(pool), "seconds": round(upload_s, 1)}
+
+        cold = client.post(f"/projects/{pid}/rounds", json={"strategy": "random", "batch_size": 100}).json()
+        state, wall = wait_ready(client, cold["id"])
+        out["cold_random"] = {"wall_s": round(wall, 2), "metrics": _timings(state)}
+
+        t = time.monotonic()
+        while True:
+            rows = client.get(f"/projects/{pid}/representations").json()["data"]
+            if rows and rows[-1]["status"] in ("ready", "failed"):
+                break
+            time.sleep(1)
+        out["representation"] = {
+            "status": rows[-1]["status"],
+            "waited_s": round(time.monotonic() - t, 1),
+            "epochs": rows[-1].get("epochs"),
+            "seconds": rows[-1].get("seconds"),
+        }
+
+        names = {
+            i["id"]: i["original_name"]
+            for page in range(1, 30)
+            for i in client.get(f"/projects/{pid}/images", params={"per_page": 500, "page": page}).json()["data"]
+        }
+        label_of = {f"speed-{i:05d}.png": str(data.labels[i]) for i in range(len(data.labels))}
+        warm = []
+        previous = cold["id"]
+        for _ in range(warm_rounds):
+            for s in client.get(f"/rounds/{previous}/suggestions").json()["data"]:
+                name = names.get(s["image_id"])
+                if name in label_of and s["status"] == "pending":
+                    client.post(f"/images/{s['image_id']}/annotations", json={"label": label_of[name]})
+            body = {"strategy": "entropy", "batch_size": 100, "close_open": True}
+            created = client.post(f"/projects/{pid}/rounds", json=body).json()
+            state, wall = wait_ready(client, created["id"])
+            warm.append({"wall_s": round(wall, 2), "metrics": _timings(state)})
+            previous = created["id"]
+        out["warm_entropy"] = warm
+    finally:
+        serve.terminate()
+        serve.wait(60)
+    return out
+
+
+def _timings(state: dict) -> dict[str, object]:
+    metrics = state.get("metrics") or {}
+    return {
+        "status": state["status"],
+        "representation": (metrics.get("representation") or {}).get("kind"),
+        "vae_trained": (metrics.get("vae") or {}).get("trained"),
+        "decoded_images": metrics.get("decoded_images"),
+        "labels": metrics.get("labels"),
+        "accuracy": metrics.get("accuracy"),
+        "timings": metrics.get("timings"),
+    }
+
+
+def _burn() -> None:
+    while True:
+        pass
+
+
+def demo_benchmark(busy_core: bool) -> dict[str, object]:
+    tmp = Path(tempfile.mkdtemp(prefix="suggestlab-demo-"))
+    env = {**os.environ, "SUGGESTLAB_DATA_DIR": str(tmp / "demo"), "PYTHONUNBUFFERED": "1"}
+    hog = multiprocessing.Process(target=_burn, daemon=True) if busy_core else None
+    if hog:
+        hog.start()
+    port = free_port()
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "demo", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    served = None
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("Press Ctrl-C"):
+                break
+        while served is None and time.monotonic() - started < 600:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
+                    served = time.monotonic() - started
+            except httpx.HTTPError:
+                time.sleep(0.1)
+    finally:
+        proc.send_signal(2)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if hog:
+            hog.terminate()
+    return {"busy_core": busy_core, "page_served_s": round(served, 1) if served else None}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--warm-rounds", type=int, default=3)
+    parser.add_argument("--representation-budget", type=float, default=240.0)
+    parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS / "round_speed.json")
+    args = parser.parse_args()
+    command = "python benchmarks/round_speed.py " + " ".join(sys.argv[1:])
+    results: dict[str, object] = {
+        "command": command.strip(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+    }
+    if not args.skip_demo:
+        results["demo"] = [demo_benchmark(False), demo_benchmark(True)]
+        print(json.dumps(results["demo"]), flush=True)
+    results["rounds"] = rounds_benchmark(args.warm_rounds, args.representation_budget)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
