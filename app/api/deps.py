@@ -66,6 +66,19 @@ StorageDep = Annotated[Storage, Depends(storage_dependency)]
 SESSION_COOKIE = "suggestlab_session"
 
 
+def refuse_if_rate_limited(request: Request) -> str:
+    """The client's address, or 429 with Retry-After while it is over the authentication-failure limit."""
+    client = request.client.host if request.client else "unknown"
+    wait = ratelimit.blocked(client)
+    if wait is not None:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"too many failed sign-ins from this address; try again in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
+    return client
+
+
 def get_current_user(
     request: Request,
     session: SessionDep,
@@ -78,14 +91,7 @@ def get_current_user(
         # The browser UI's session cookie authenticates reads only (image tags, download links), so a
         # cross-site form can never make it write; every write needs the bearer header.
         token = cookie_token
-    client = request.client.host if request.client else "unknown"
-    wait = ratelimit.blocked(client)
-    if wait is not None:
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            f"too many failed sign-ins from this address; try again in {wait} s",
-            headers={"Retry-After": str(wait)},
-        )
+    client = refuse_if_rate_limited(request)
     user = users.get_by_token(session, token) if token else None
     if user is None:
         if token:

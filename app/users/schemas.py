@@ -21,6 +21,10 @@ class UserRead(BaseModel):
     created_at: datetime
 
 
+class RoleChange(BaseModel):
+    role: Role
+
+
 class UserList(BaseModel):
     data: list[UserRead]
     count: int

@@ -39,6 +39,8 @@ export function adminView(root, projects) {
       progress.querySelector(".progress-text").textContent = "done";
       report.replaceChildren(...[
         h("p.report-summary", {}, `${res.accepted.length} accepted · ${res.duplicates.length} duplicates · ${res.rejected.length} rejected`),
+        res.unused_label_count ? h("p.report-unused", { role: "alert" },
+          `${res.unused_label_count} labels CSV row(s) name no uploaded file and were not used: ${res.unused_labels.slice(0, 10).join(", ")}${res.unused_label_count > 10 ? ", …" : ""}`) : null,
         res.duplicates.length ? h("details", {}, h("summary", {}, "Duplicates"), h("ul", {}, res.duplicates.map((d) => h("li", {}, `${d.file} = image ${d.image_id}`)))) : null,
         res.rejected.length ? h("table.rejected", {}, h("caption", {}, "Rejected files"), h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "file"), h("th", { scope: "col" }, "reason"))),
           h("tbody", {}, res.rejected.map((r) => h("tr", {}, h("td", {}, r.file), h("td", {}, r.reason))))) : null,
@@ -76,16 +78,46 @@ export function adminView(root, projects) {
   const userName = h("input", { id: "user-name", required: true });
   const userRole = h("select", { id: "user-role" }, ["annotator", "engineer", "admin"].map((r) => h("option", { value: r }, r)));
   const memberProject = h("select", { id: "member-project", "aria-label": "Project for membership" }, projects.map((p) => h("option", { value: p.id }, p.name)));
+  const membersBody = h("tbody");
+  const tokensPanel = h("div.tokens", { "aria-live": "polite" });
+  async function loadMembers() {
+    if (!memberProject.value) { membersBody.replaceChildren(); return; }
+    try {
+      const members = (await api(`/projects/${memberProject.value}/members`)).data;
+      membersBody.replaceChildren(...(members.length ? members.map((m) => h("tr", {}, h("td", {}, m.name), h("td", {}, m.role),
+        h("td", {}, h("button", { type: "button", "aria-label": `Remove ${m.name} from the project`, onclick: async () => {
+          try { await api(`/projects/${memberProject.value}/members/${m.user_id}`, { method: "DELETE" }); tokenOut.textContent = `${m.name} was removed from the project.`; await loadMembers(); } catch (e) { showError(e); }
+        } }, "Remove")))) : [h("tr", {}, h("td", { colspan: "3" }, "No members yet: add users from the table below."))]));
+    } catch (e) { showError(e); }
+  }
+  memberProject.addEventListener("change", loadMembers);
+  async function showTokens(u) {
+    try {
+      const tokens = (await api(`/users/${u.id}/tokens`)).data;
+      const when = (t) => (t ? new Date(t).toLocaleString() : "");
+      tokensPanel.replaceChildren(h("h3", {}, `Tokens of ${u.name}`), tokens.length ? h("table.token-list", {},
+        h("thead", {}, h("tr", {}, ["id", "kind", "created", "expires", "state", ""].map((t) => h("th", { scope: "col" }, t)))),
+        h("tbody", {}, tokens.map((t) => h("tr", {}, h("td", {}, t.id), h("td", {}, t.kind), h("td", {}, when(t.created_at)), h("td", {}, when(t.expires_at)),
+          h("td", {}, t.revoked_at ? `revoked ${when(t.revoked_at)}` : "active"),
+          h("td", {}, t.revoked_at ? null : h("button", { type: "button", "aria-label": `Revoke token ${t.id} of ${u.name}`, onclick: async () => {
+            try { await api(`/tokens/${t.id}`, { method: "DELETE" }); await showTokens(u); } catch (e) { showError(e); }
+          } }, "Revoke")))))) : h("p", {}, "No tokens."));
+    } catch (e) { showError(e); }
+  }
   async function loadUsers() {
     try {
       const users = (await api("/users")).data;
-      usersBody.replaceChildren(...users.map((u) => h("tr", {}, h("td", {}, u.id), h("td", {}, u.name), h("td", {}, u.role),
+      usersBody.replaceChildren(...users.map((u) => h("tr", {}, h("td", {}, u.id), h("td", {}, u.name),
+        h("td", {}, h("select", { "aria-label": `Role of ${u.name}`, onchange: async (e) => {
+          try { await api(`/users/${u.id}`, { method: "PATCH", body: { role: e.target.value } }); tokenOut.textContent = `${u.name} is now ${e.target.value}.`; await loadMembers(); } catch (err) { showError(err); await loadUsers(); }
+        } }, ["annotator", "engineer", "admin"].map((r) => h("option", { value: r, selected: r === u.role }, r)))),
         h("td", {}, h("button", { type: "button", "aria-label": `Issue a token for ${u.name}`, onclick: async () => {
           try { const t = await api(`/users/${u.id}/tokens`, { method: "POST" }); tokenOut.textContent = `Token for ${u.name} (shown once): ${t.token}`; } catch (e) { showError(e); }
         } }, "New token"), " ",
         h("button", { type: "button", "aria-label": `Add ${u.name} to the selected project`, onclick: async () => {
-          try { const m = await api(`/projects/${memberProject.value}/members`, { method: "POST", body: { user_id: u.id } }); tokenOut.textContent = m.added ? `${u.name} is now a member.` : `${u.name} was already a member.`; } catch (e) { showError(e); }
-        } }, "Add to project")))));
+          try { const m = await api(`/projects/${memberProject.value}/members`, { method: "POST", body: { user_id: u.id } }); tokenOut.textContent = m.added ? `${u.name} is now a member.` : `${u.name} was already a member.`; await loadMembers(); } catch (e) { showError(e); }
+        } }, "Add to project"), " ",
+        h("button", { type: "button", "aria-label": `Show the tokens of ${u.name}`, onclick: () => showTokens(u) }, "Tokens")))));
     } catch (e) { showError(e); }
   }
   const createUser = h("form.inline", {
@@ -101,8 +133,13 @@ export function adminView(root, projects) {
         h("label", { for: "upload-split" }, "Split"), split, h("label", { for: "upload-labels" }, "Labels CSV (filename,label), optional"), labelsInput,
         drop, fileInput, progress, report)),
     h("div.card", {}, h("h2", {}, "Users"), createUser, h("label", { for: "member-project" }, "Project for “Add to project”"), memberProject, tokenOut,
-      h("table.users", {}, h("thead", {}, h("tr", {}, ["id", "name", "role", ""].map((t) => h("th", { scope: "col" }, t)))), usersBody))));
+      h("h3", {}, "Members of the selected project"),
+      h("table.members", {}, h("thead", {}, h("tr", {}, ["name", "role", ""].map((t) => h("th", { scope: "col" }, t)))), membersBody),
+      h("h3", {}, "All users"),
+      h("table.users", {}, h("thead", {}, h("tr", {}, ["id", "name", "role", ""].map((t) => h("th", { scope: "col" }, t)))), usersBody),
+      tokensPanel)));
   fileInput.hidden = true;
   loadUsers();
+  loadMembers();
   return () => {};
 }

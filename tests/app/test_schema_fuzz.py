@@ -63,6 +63,8 @@ def _destroys_the_fuzzer(case: schemathesis.Case, world: dict) -> bool:
         return params.get("token_id") in {str(i) for i in world["protected_tokens"]}
     if case.method == "DELETE" and case.path.endswith("/members/{user_id}"):
         return params.get("user_id") in {str(i) for i in world["protected_users"]}
+    if case.method == "PATCH" and case.path == "/api/v1/users/{user_id}":
+        return params.get("user_id") in {str(i) for i in world["protected_users"]}
     return False
 
 

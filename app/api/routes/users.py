@@ -6,11 +6,11 @@ from typing import Annotated
 from fastapi import APIRouter, Cookie, Header, HTTPException, Path, Request, Response, status
 from pydantic import BaseModel, Field
 
-from app.api.deps import SESSION_COOKIE, AdminUser, CurrentUser, SessionDep, SettingsDep
+from app.api.deps import SESSION_COOKIE, AdminUser, CurrentUser, SessionDep, SettingsDep, refuse_if_rate_limited
 from app.core import ratelimit
 from app.users import service
 from app.users.orm import ApiToken, Role
-from app.users.schemas import TokenIssued, TokenList, TokenRead, UserCreate, UserList, UserRead
+from app.users.schemas import RoleChange, TokenIssued, TokenList, TokenRead, UserCreate, UserList, UserRead
 
 router = APIRouter(tags=["users"])
 
@@ -38,6 +38,21 @@ def create_user(body: UserCreate, session: SessionDep, _: AdminUser) -> UserRead
     if service.get_by_name(session, body.name) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"a user named {body.name!r} already exists")
     return UserRead.model_validate(service.create(session, name=body.name, role=body.role))
+
+
+@router.patch("/users/{user_id}", response_model=UserRead)
+def change_role(user_id: UserId, body: RoleChange, session: SessionDep, _: AdminUser) -> UserRead:
+    """Change a user's role. The last admin cannot be demoted, so the service never locks itself out."""
+    user = service.get(session, user_id)
+    if user is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "user not found")
+    if user.role == Role.admin and body.role != Role.admin:
+        admins = [u for u in service.list_all(session) if u.role == Role.admin]
+        if len(admins) <= 1:
+            raise HTTPException(status.HTTP_409_CONFLICT, "this is the last admin; make another user admin first")
+    user.role = body.role
+    session.flush()
+    return UserRead.model_validate(user)
 
 
 @router.post("/users/{user_id}/tokens", response_model=TokenIssued, status_code=status.HTTP_201_CREATED)
@@ -84,14 +99,7 @@ def create_session(
 ) -> UserRead:
     """Sign the browser in: checks a token and sets an HttpOnly cookie holding a new session token,
     which authorises GET requests only and ends at sign-out or after `session_hours`."""
-    client = request.client.host if request.client else "unknown"
-    wait = ratelimit.blocked(client)
-    if wait is not None:
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            f"too many failed sign-ins from this address; try again in {wait} s",
-            headers={"Retry-After": str(wait)},
-        )
+    client = refuse_if_rate_limited(request)
     user = service.get_by_token(session, body.token.strip())
     if user is None:
         ratelimit.failed(client)
