@@ -17,17 +17,21 @@ from tests.conftest import _free_port
 from tests.conftest import child_pids as _children
 
 
-def test_demo_builds_project_and_stops_cleanly(tmp_path: Path) -> None:
-    port = _free_port()
-    env = {**os.environ, "SUGGESTLAB_DATA_DIR": str(tmp_path / "demo"), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "demo", "--dataset", "digits", "--port", str(port), "--batch-size", "10"],
+def _start_demo(tmp_path: Path, port: int, extra_env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "SUGGESTLAB_DATA_DIR": str(tmp_path / "demo"), "PYTHONUNBUFFERED": "1", **extra_env}
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "demo", "--dataset", "digits", "--port", str(port), *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
     )
+
+
+def test_demo_builds_project_and_stops_cleanly(tmp_path: Path) -> None:
+    port = _free_port()
+    proc = _start_demo(tmp_path, port, {}, "--batch-size", "10")
     output: list[str] = []
     try:
         deadline = time.monotonic() + 300
@@ -119,20 +123,7 @@ def test_demo_serves_its_page_before_round_one_finishes(tmp_path: Path) -> None:
     # With no worker, round 1 can never finish: the demo must still print its URL and serve the page,
     # and the round must still be waiting (and say so) while it does.
     port = _free_port()
-    env = {
-        **os.environ,
-        "SUGGESTLAB_DATA_DIR": str(tmp_path / "demo"),
-        "SUGGESTLAB_EMBEDDED_WORKER": "false",
-        "PYTHONUNBUFFERED": "1",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "demo", "--dataset", "digits", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    proc = _start_demo(tmp_path, port, {"SUGGESTLAB_EMBEDDED_WORKER": "false"})
     output: list[str] = []
     try:
         assert proc.stdout is not None

@@ -28,10 +28,57 @@ export function dashboardView(root, project, me) {
       h("div", {}, h("h2", {}, "Labels per class"), classCounts,
         me.role !== "annotator" ? h("p.exports", {},
           h("a.button", { href: `/api/v1/projects/${project.id}/export?format=csv`, download: "" }, "Export CSV"), " ",
-          h("a.button", { href: `/api/v1/projects/${project.id}/export?format=json`, download: "" }, "Export JSON")) : null)),
+          h("a.button", { href: `/api/v1/projects/${project.id}/export?format=json`, download: "" }, "Export JSON"), " ",
+          h("a.button", { href: `/api/v1/projects/${project.id}/export?format=jsonl`, download: "" }, "JSON Lines"), " ",
+          h("a.button", { href: `/api/v1/projects/${project.id}/export?format=imagefolder`, download: "" }, "ImageFolder zip")) : null)),
     h("h2", {}, "Learning curve"), curve,
-    h("h2", {}, "Simulated strategies"), simCurve,
+    h("h2", {}, "Simulated strategies"), me.role !== "annotator" ? simulationForm() : null, simCurve,
     h("h2", {}, "Latent map"), map));
+
+  // Which strategy fits this data? An oracle simulation on the pool's uploaded labels, with live
+  // progress and cancel; it runs on its own queue, so rounds never wait behind it.
+  function simulationForm() {
+    const picks = h("fieldset.strategies", {}, h("legend", {}, "Strategies"));
+    const num = (id, value, label) => [h("label", { for: id }, label), h("input", { id, type: "number", min: "1", value })];
+    const [initialLabel, initial] = num("sim-initial", "20", "Initial labels");
+    const [batchLabel, batchSize] = num("sim-batch", "20", "Batch");
+    const [roundsLabel, roundsIn] = num("sim-rounds", "10", "Rounds");
+    const [seedsLabel, seeds] = num("sim-seeds", "3", "Seeds");
+    const status = h("div.sim-status", { role: "status" });
+    const submit = h("button", { type: "submit" }, "Start simulation");
+    api("/strategies").then((res) => picks.append(...res.data.filter((st) => st.name !== "si").map((st) => h("label.check", {},
+      h("input", { type: "checkbox", name: "sim-strategy", value: st.name, checked: ["auto", "random", "margin"].includes(st.name) }), ` ${st.name}`))))
+      .catch(showError);
+    let simTimer = null;
+    async function watch(id) {
+      clearTimeout(simTimer);
+      let sim;
+      try { sim = await api(`/simulations/${id}`); } catch (e) { showError(e); return; }
+      const active = sim.status === "queued" || sim.status === "running";
+      status.replaceChildren(h("span", {}, `Simulation ${sim.id}: ${sim.status} ${Math.round(sim.progress * 100)}%`),
+        sim.error ? h("span.round-error", {}, ` ${sim.error}`) : null,
+        active ? h("button", { type: "button", "aria-label": `Cancel simulation ${sim.id}`, onclick: async () => {
+          try { await api(`/simulations/${sim.id}/cancel`, { method: "POST" }); await watch(sim.id); } catch (e) { showError(e); }
+        } }, "Cancel") : null);
+      submit.disabled = active;
+      if (active) simTimer = setTimeout(() => watch(id), 1500);
+      else if (sim.status === "ready") drawSimulations();
+    }
+    api(`/projects/${project.id}/simulations`).then((res) => { const last = res.data.at(-1); if (last) watch(last.id); }).catch(() => {});
+    return h("form.round-form.sim-form", {
+      onsubmit: async (e) => {
+        e.preventDefault();
+        showError(null);
+        const strategies = [...picks.querySelectorAll("input:checked")].map((c) => c.value);
+        try {
+          const sim = await api(`/projects/${project.id}/simulations`, { method: "POST", body: {
+            strategies, initial: Number(initial.value), batch: Number(batchSize.value), rounds: Number(roundsIn.value), seeds: Number(seeds.value) } });
+          await watch(sim.id);
+        } catch (err) { showError(err); }
+      },
+    }, h("h3", {}, "New simulation (on the pool's uploaded labels)"), picks, initialLabel, initial, batchLabel, batchSize,
+      roundsLabel, roundsIn, seedsLabel, seeds, submit, status);
+  }
 
   function roundForm() {
     const strategy = h("select", { id: "strategy", name: "strategy" });
@@ -105,7 +152,7 @@ export function dashboardView(root, project, me) {
     try {
       const sims = (await api(`/projects/${project.id}/simulations`)).data.filter((x) => x.status === "ready");
       const latest = sims.at(-1);
-      if (!latest) { simCurve.replaceChildren(h("p.muted", {}, "No simulation yet (POST /projects/{id}/simulations on a pool uploaded with labels).")); return; }
+      if (!latest) { simCurve.replaceChildren(h("p.muted", {}, "No finished simulation yet: start one above (it needs a pool uploaded with a labels CSV).")); return; }
       const series = Object.entries(latest.summary.strategies).map(([name, st]) => ({
         name, points: st.labels.map((x, i) => ({ x, y: st.mean_accuracy[i], lo: st.mean_accuracy[i] - st.std_accuracy[i], hi: st.mean_accuracy[i] + st.std_accuracy[i] })),
       }));

@@ -73,6 +73,12 @@ def _page(browser, service: LiveService, token: str):  # type: ignore[no-untyped
     return page
 
 
+def _annotations(client, project_id: int) -> list[dict]:  # type: ignore[no-untyped-def]
+    """The project's exported labels that annotators gave (not those that came with uploads)."""
+    rows = client.get(f"/projects/{project_id}/export", params={"format": "json"}).json()["data"]
+    return [r for r in rows if r["label_source"] == "annotation"]
+
+
 def _wait_until(page, expression: str, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
     # wait_for_function evaluates its predicate with eval inside the page, which the app's CSP
     # (script-src 'self', no unsafe-eval) rightly refuses; page.evaluate goes through DevTools instead.
@@ -103,14 +109,14 @@ def test_annotator_labels_a_batch_with_the_keyboard_alone(browser, sqlite_servic
     page.wait_for_selector(".empty:has-text('Nothing to label right now')")
     page.screenshot(path=str(SHOTS / "labelling-done.png"))
     client = sqlite_service.client(world["eng"])
-    rows = client.get(f"/projects/{world['pid']}/export", params={"format": "json"}).json()["data"]
+    rows = _annotations(client, world["pid"])
     assert {r["image_id"]: r["label"] for r in rows} == expected
     assert {r["annotator"] for r in rows} == {"ui-annotator"}
 
     # Z undoes the last label: it is gone from the database and the image is back on screen.
     page.keyboard.press("z")
     page.wait_for_selector(".progress-text:has-text('5 / 6, round 1')")
-    rows = client.get(f"/projects/{world['pid']}/export", params={"format": "json"}).json()["data"]
+    rows = _annotations(client, world["pid"])
     assert len(rows) == 5
     undone = int(page.locator("img.subject").get_attribute("data-id"))
     assert undone in expected and undone not in {r["image_id"] for r in rows}
@@ -175,10 +181,16 @@ def test_admin_uploads_a_zip_and_sees_the_report(browser, sqlite_service: LiveSe
         zf.writestr("new-2.png", _png(2))
         zf.writestr("../escape.png", _png(3))
         zf.writestr("readme.txt", b"not an image")
+    # A labels CSV row that names no uploaded file is reported, not silently dropped.
+    page.set_input_files(
+        "#upload-labels",
+        files=[{"name": "labels.csv", "mimeType": "text/csv", "buffer": b"filename,label\nnew-1.png,1\nghost.png,2\n"}],
+    )
     page.set_input_files(
         "#upload-files", files=[{"name": "batch.zip", "mimeType": "application/zip", "buffer": archive.getvalue()}]
     )
     page.wait_for_selector(".report-summary:has-text('2 accepted')")
+    page.wait_for_selector(".report-unused:has-text('ghost.png')")
     assert "contains .." in page.locator("table.rejected").inner_text()
     assert page.locator("table.rejected tbody tr").count() == 2
     page.screenshot(path=str(SHOTS / "admin-upload.png"), full_page=True)
@@ -296,3 +308,72 @@ def test_sign_in_focus_admin_page_refusal_and_sign_out(browser, sqlite_service: 
     assert sqlite_service.client(stored).get("/me").status_code == 401
     assert sqlite_service.client(world["ann"]).get("/me").status_code == 200
     context.close()
+
+
+def test_admin_manages_members_roles_and_tokens(browser, sqlite_service: LiveService) -> None:  # type: ignore[no-untyped-def]
+    user_id, token = sqlite_service.new_user("annotator", f"member-{np.random.randint(1e9)}")
+    name = sqlite_service.admin.get("/users").json()["data"][-1]["name"]
+    project = create_project(sqlite_service.admin, classes=["a", "b"])
+    page = _page(browser, sqlite_service, sqlite_service.admin_token)
+    page.goto(f"{sqlite_service.base_url}/#/admin")
+    page.wait_for_selector("h2:has-text('Users')")
+    page.select_option("#member-project", str(project["id"]))
+    page.wait_for_selector("table.members td:has-text('No members yet')")
+    # Add twice: the second time says so instead of claiming a new membership.
+    add = page.get_by_role("button", name=f"Add {name} to the selected project")
+    add.click()
+    page.wait_for_selector(f"p.token:has-text('{name} is now a member.')")
+    page.wait_for_selector(f"table.members td:has-text('{name}')")
+    add.click()
+    page.wait_for_selector(f"p.token:has-text('{name} was already a member.')")
+    # Role change from the table.
+    page.get_by_label(f"Role of {name}").select_option("engineer")
+    page.wait_for_selector(f"p.token:has-text('{name} is now engineer.')")
+    assert sqlite_service.client(token).get("/me").json()["role"] == "engineer"
+    # Token revocation: the token stops working at once.
+    page.get_by_role("button", name=f"Show the tokens of {name}").click()
+    page.wait_for_selector(f"h3:has-text('Tokens of {name}')")
+    token_id = sqlite_service.admin.get(f"/users/{user_id}/tokens").json()["data"][0]["id"]
+    page.get_by_role("button", name=f"Revoke token {token_id} of {name}").click()
+    page.wait_for_selector("table.token-list td:has-text('revoked')")
+    assert sqlite_service.client(token).get("/me").status_code == 401
+    # Removing the member empties the list again.
+    page.get_by_role("button", name=f"Remove {name} from the project").click()
+    page.wait_for_selector("table.members td:has-text('No members yet')")
+    members = sqlite_service.admin.get(f"/projects/{project['id']}/members").json()["data"]
+    assert members == []
+    page.screenshot(path=str(SHOTS / "admin-users.png"), full_page=True)
+    # The last admin cannot be demoted.
+    admins = [u for u in sqlite_service.admin.get("/users").json()["data"] if u["role"] == "admin"]
+    if len(admins) == 1:
+        refused = sqlite_service.admin.patch(f"/users/{admins[0]['id']}", json={"role": "annotator"})
+        assert refused.status_code == 409 and "last admin" in refused.json()["detail"]
+
+
+def test_engineer_runs_and_cancels_simulations_from_the_dashboard(browser, sqlite_service: LiveService) -> None:  # type: ignore[no-untyped-def]
+    eng_id, eng = sqlite_service.new_user("engineer")
+    project = create_project(sqlite_service.admin, members=[eng_id], representation="none")
+    upload(sqlite_service.admin, project["id"], [("pool.zip", digits_zip(np.arange(1000, 1100), with_labels=True))])
+    page = _page(browser, sqlite_service, eng)
+    page.goto(f"{sqlite_service.base_url}/#/dashboard/{project['id']}")
+    page.wait_for_selector("input[name=sim-strategy][value=random]", state="attached")
+    checked = page.locator("input[name=sim-strategy]:checked")
+    while checked.count():
+        checked.first.uncheck()
+    page.check("input[name=sim-strategy][value=random]")
+    for field, value in (("#sim-initial", "10"), ("#sim-batch", "10"), ("#sim-rounds", "2"), ("#sim-seeds", "1")):
+        page.fill(field, value)
+    page.click("button:has-text('Start simulation')")
+    page.wait_for_selector(".sim-status:has-text('ready 100%')", timeout=120_000)
+    page.wait_for_selector(".curve svg title:has-text('random:')", state="attached")
+    # A long one is cancelled from its status line.
+    page.check("input[name=sim-strategy][value=margin]")
+    page.fill("#sim-rounds", "7")
+    page.fill("#sim-seeds", "10")
+    page.click("button:has-text('Start simulation')")
+    page.wait_for_selector(".sim-status button:has-text('Cancel')")
+    page.click(".sim-status button:has-text('Cancel')")
+    page.wait_for_selector(".sim-status:has-text('cancelled')")
+    sims = sqlite_service.client(eng).get(f"/projects/{project['id']}/simulations").json()["data"]
+    assert [s["status"] for s in sims] == ["ready", "cancelled"]
+    page.screenshot(path=str(SHOTS / "dashboard-simulation.png"), full_page=True)
