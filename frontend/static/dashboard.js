@@ -14,7 +14,7 @@ export function dashboardView(root, project, me) {
   const classCounts = h("table.counts");
   const form = roundForm();
   let timer = null;
-  let lastStatuses = "";
+  let lastStatuses = null;  // null, not "": a project with no rounds yet still draws its sections once
 
   root.replaceChildren(h("section.dashboard", {},
     h("h1", {}, `Dashboard: ${project.name}`),
@@ -55,11 +55,11 @@ export function dashboardView(root, project, me) {
       let sim;
       try { sim = await api(`/simulations/${id}`); } catch (e) { showError(e); return; }
       const active = sim.status === "queued" || sim.status === "running";
-      status.replaceChildren(h("span", {}, `Simulation ${sim.id}: ${sim.status} ${Math.round(sim.progress * 100)}%`),
+      status.replaceChildren(...[h("span", {}, `Simulation ${sim.id}: ${sim.status} ${Math.round(sim.progress * 100)}%`),
         sim.error ? h("span.round-error", {}, ` ${sim.error}`) : null,
         active ? h("button", { type: "button", "aria-label": `Cancel simulation ${sim.id}`, onclick: async () => {
           try { await api(`/simulations/${sim.id}/cancel`, { method: "POST" }); await watch(sim.id); } catch (e) { showError(e); }
-        } }, "Cancel") : null);
+        } }, "Cancel") : null].filter(Boolean));
       submit.disabled = active;
       if (active) simTimer = setTimeout(() => watch(id), 1500);
       else if (sim.status === "ready") drawSimulations();
@@ -145,7 +145,9 @@ export function dashboardView(root, project, me) {
   async function drawCurve(rounds) {
     const points = rounds.filter((r) => r.metrics && r.metrics.accuracy !== null && r.metrics.accuracy !== undefined)
       .map((r) => ({ x: r.metrics.labels, y: r.metrics.accuracy }));
-    curve.replaceChildren(lineChart([{ name: "this project", points }], { title: "Validation accuracy vs labels" }));
+    curve.replaceChildren(points.length
+      ? lineChart([{ name: "this project", points }], { title: "Validation accuracy vs labels" })
+      : h("p.muted", {}, "Validation accuracy per round appears here once a round has trained on labels (upload a labelled validation split to measure it)."));
   }
 
   async function drawSimulations() {
