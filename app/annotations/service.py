@@ -207,6 +207,26 @@ def undo(session: Session, *, annotation: Annotation, lease_seconds: int) -> int
     return suggestion.id
 
 
+def unskip(session: Session, *, suggestion: Suggestion, user: User, lease_seconds: int) -> bool:
+    """Undoes a skip: the item is pending again, leased to whoever skipped it. Only the person who
+    skipped may undo it (one conditional UPDATE, so a double undo changes nothing twice)."""
+    result = session.execute(
+        update(Suggestion)
+        .where(
+            Suggestion.id == suggestion.id,
+            Suggestion.status == SuggestionStatus.skipped,
+            Suggestion.lease_holder_id == user.id,
+        )
+        .values(
+            status=SuggestionStatus.pending,
+            lease_holder_id=user.id,
+            lease_expires_at=utcnow() + timedelta(seconds=lease_seconds),
+        )
+    )
+    session.refresh(suggestion)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 def skip(session: Session, *, suggestion: Suggestion, user: User) -> Suggestion:
     """Skips a pending item whose lease is free or the caller's (one conditional UPDATE, so a skip
     racing a label cannot both win); skipping one's own finished item again is a no-op."""

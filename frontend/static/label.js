@@ -64,6 +64,18 @@ export function labelView(root, project) {
 
   const current = () => state.queue[state.index];
 
+  // Undo history outlives a reload (like Prodigy's): labels and skips, newest last, per project.
+  const historyKey = `suggestlab.history.${project.id}`;
+  try { state.history = JSON.parse(localStorage.getItem(historyKey) || "[]"); } catch { state.history = []; }
+  function remember(entry) {
+    const { prefetched, ...item } = entry.item;  // the prefetching Image object does not serialise
+    state.history.push({ ...entry, item });
+    saveHistory();
+  }
+  function saveHistory() {
+    try { localStorage.setItem(historyKey, JSON.stringify(state.history.slice(-100))); } catch { /* storage full or off */ }
+  }
+
   function prefetch() {
     for (const item of state.queue.slice(state.index + 1, state.index + 1 + PREFETCH)) {
       if (!item.prefetched) { item.prefetched = new Image(); item.prefetched.src = item.file_url; }
@@ -142,7 +154,7 @@ export function labelView(root, project) {
       const annotation = await api(`/images/${item.image_id}/annotations`, {
         method: "POST", body: { label, duration_ms: Math.round(performance.now() - state.shownAt) },
       });
-      state.history.push({ annotation, item, at: state.index });
+      remember({ kind: "label", annotationId: annotation.id, item, at: state.index });
       state.queue.splice(state.index, 1);
       state.index = Math.min(state.index, Math.max(0, state.queue.length - 1));
       if (state.round) state.round.done += 1;
@@ -154,7 +166,7 @@ export function labelView(root, project) {
       const chosen = state.queue.filter((q) => state.selected.has(q.suggestion_id));
       for (const item of chosen) {
         const annotation = await api(`/images/${item.image_id}/annotations`, { method: "POST", body: { label } });
-        state.history.push({ annotation, item, at: state.queue.indexOf(item) });
+        remember({ kind: "label", annotationId: annotation.id, item, at: state.queue.indexOf(item) });
         state.queue.splice(state.queue.indexOf(item), 1);
         state.selected.delete(item.suggestion_id);
         if (state.round) state.round.done += 1;
@@ -168,6 +180,7 @@ export function labelView(root, project) {
     if (!item) return;
     return guarded(async () => {
       await api(`/suggestions/${item.suggestion_id}/skip`, { method: "POST" });
+      remember({ kind: "skip", item, at: state.index });
       state.queue.splice(state.index, 1);
       state.index = Math.min(state.index, Math.max(0, state.queue.length - 1));
       if (state.round) state.round.done += 1;
@@ -176,13 +189,18 @@ export function labelView(root, project) {
 
   function undo() {
     const last = state.history.pop();
-    if (!last) return;
+    saveHistory();
+    if (!last) { notice.textContent = "Nothing to undo."; return; }
     return guarded(async () => {
-      await api(`/annotations/${last.annotation.id}`, { method: "DELETE" });
+      if (last.kind === "skip") await api(`/suggestions/${last.item.suggestion_id}/skip`, { method: "DELETE" });
+      else await api(`/annotations/${last.annotationId ?? last.annotation?.id}`, { method: "DELETE" });
+      notice.textContent = last.kind === "skip" ? "Skip undone." : "Label undone.";
+      const known = state.queue.findIndex((q) => q.suggestion_id === last.item.suggestion_id);
+      if (known >= 0) state.queue.splice(known, 1);
       const at = Math.min(last.at, state.queue.length);
       state.queue.splice(at, 0, last.item);
       state.index = at;
-      if (state.round) state.round.done -= 1;
+      if (state.round) state.round.done = Math.max(0, state.round.done - 1);
     });
   }
 
@@ -223,6 +241,7 @@ export function labelView(root, project) {
     if (!open || (state.round && open.id === state.round.id)) return;
     const moved = state.round !== null;
     Object.assign(state, { queue: [], index: 0, history: [], round: null, loading: true });
+    saveHistory();  // the old round's labels and skips can no longer be undone from here
     state.selected.clear();
     notice.textContent = moved ? `Round ${open.index} is open now; moved to it.` : `Round ${open.index} is ready.`;
     await fetchMore();

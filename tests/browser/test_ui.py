@@ -380,3 +380,52 @@ def test_engineer_runs_and_cancels_simulations_from_the_dashboard(browser, sqlit
     sims = sqlite_service.client(eng).get(f"/projects/{project['id']}/simulations").json()["data"]
     assert [s["status"] for s in sims] == ["ready", "cancelled"]
     page.screenshot(path=str(SHOTS / "dashboard-simulation.png"), full_page=True)
+
+
+def test_undo_covers_skips_and_survives_a_reload(browser, sqlite_service: LiveService) -> None:  # type: ignore[no-untyped-def]
+    ann_id, ann = sqlite_service.new_user("annotator")
+    project = create_project(sqlite_service.admin, members=[ann_id], representation="none")
+    upload(sqlite_service.admin, project["id"], [("pool.zip", digits_zip(np.arange(1200, 1230), with_labels=False))])
+    created = sqlite_service.admin.post(
+        f"/projects/{project['id']}/rounds", json={"strategy": "random", "batch_size": 4}
+    )
+    round_id = created.json()["id"]
+    assert wait_for_round(sqlite_service.admin, round_id)["status"] == "ready"
+    page = _page(browser, sqlite_service, ann)
+    page.goto(f"{sqlite_service.base_url}/#/label/{project['id']}")
+    page.wait_for_selector(".progress-text:has-text('0 / 4, round 1')")
+    labelled = page.locator("img.subject").get_attribute("data-id")
+    page.keyboard.press("3")
+    page.wait_for_selector(".progress-text:has-text('1 / 4, round 1')")
+    skipped = page.locator("img.subject").get_attribute("data-id")
+    assert skipped != labelled
+    page.keyboard.press("s")
+    page.wait_for_selector(".progress-text:has-text('2 / 4, round 1')")
+    page.reload()
+    page.wait_for_selector(".progress-text:has-text('2 / 4, round 1')")
+
+    def statuses() -> dict[int, str]:
+        rows = sqlite_service.admin.get(f"/rounds/{round_id}/suggestions").json()["data"]
+        return {r["image_id"]: r["status"] for r in rows}
+
+    # After the reload, Z first undoes the skip, then the label, newest first, and says so.
+    page.keyboard.press("z")
+    page.wait_for_selector(".notice:has-text('Skip undone.')")
+    page.wait_for_selector(f"img.subject[data-id='{skipped}']")
+    assert statuses()[int(skipped)] == "pending"
+    page.keyboard.press("z")
+    page.wait_for_selector(".notice:has-text('Label undone.')")
+    page.wait_for_selector(f"img.subject[data-id='{labelled}']")
+    page.wait_for_selector(".progress-text:has-text('0 / 4, round 1')")
+    assert statuses()[int(labelled)] == "pending"
+    assert _annotations(sqlite_service.admin, project["id"]) == []
+    page.keyboard.press("z")
+    page.wait_for_selector(".notice:has-text('Nothing to undo.')")
+    # Only the person who skipped may undo the skip.
+    other_id, other = sqlite_service.new_user("annotator")
+    sqlite_service.admin.post(f"/projects/{project['id']}/members", json={"user_id": other_id})
+    item = sqlite_service.client(ann).post(f"/projects/{project['id']}/next", json={"limit": 1}).json()["data"][0]
+    assert sqlite_service.client(ann).post(f"/suggestions/{item['suggestion_id']}/skip").status_code == 200
+    refused = sqlite_service.client(other).delete(f"/suggestions/{item['suggestion_id']}/skip")
+    assert refused.status_code == 409 and "your own" in refused.json()["detail"]
+    assert sqlite_service.client(ann).delete(f"/suggestions/{item['suggestion_id']}/skip").status_code == 200

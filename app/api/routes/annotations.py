@@ -136,6 +136,19 @@ def undo(annotation: MemberAnnotation, session: SessionDep, user: CurrentUser, s
     return Undone(id=ids[0], image_id=ids[1], restored_suggestion_id=restored)
 
 
+@router.delete("/suggestions/{suggestion_id}/skip", response_model=SuggestionRead)
+def undo_skip(
+    suggestion: MemberSuggestion, session: SessionDep, user: CurrentUser, settings: SettingsDep
+) -> SuggestionRead:
+    """Undo your own skip: the item is pending again and leased to you."""
+    round_ = session.get(Round, suggestion.round_id)
+    if round_ is None or round_.status != RoundStatus.ready:
+        raise HTTPException(status.HTTP_409_CONFLICT, "this suggestion's round is no longer open")
+    if not service.unskip(session, suggestion=suggestion, user=user, lease_seconds=settings.lease_seconds):
+        raise HTTPException(status.HTTP_409_CONFLICT, "only a skip of your own, still in place, can be undone")
+    return SuggestionRead.model_validate(suggestion)
+
+
 @router.post("/suggestions/{suggestion_id}/skip", response_model=SuggestionRead)
 def skip(suggestion: MemberSuggestion, session: SessionDep, user: CurrentUser) -> SuggestionRead:
     """Skip a suggested item; it is not offered again in this round."""
