@@ -39,7 +39,8 @@ def start_worker_process(settings: Settings, queues: str = "training,light", nic
             os.nice(nice)
 
     return subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker", "--queues", queues, "--hostname", f"{queues}@%h"],
+        # Quiet: the embedded worker shares the terminal with the server, so no banner and only warnings.
+        [sys.executable, "-m", "app.cli", "worker", "--queues", queues, "--hostname", f"{queues}@%h", "--quiet"],
         env=_worker_env(settings),
         preexec_fn=prepare if sys.platform.startswith("linux") else None,
     )
@@ -100,9 +101,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from worker.celery_app import celery_app
 
     argv = [
+        *(["--quiet"] if args.quiet else []),
         "worker",
         "--loglevel",
-        args.log_level.upper(),
+        "WARNING" if args.quiet else args.log_level.upper(),
         "--queues",
         args.queues,
         "--concurrency",
@@ -114,6 +116,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     ]
     if args.hostname:
         argv += ["--hostname", args.hostname]
+    if args.quiet:
+        import logging
+        import warnings
+
+        from celery.exceptions import SecurityWarning
+
+        # Containers and the demo often run as root; the warning says nothing the operator can act on here.
+        warnings.filterwarnings("ignore", category=SecurityWarning)
+        logging.getLogger("kombu").setLevel(logging.ERROR)
     celery_app.worker_main(argv)
     return 0
 
@@ -179,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated; compose runs one worker per queue group so long jobs never block rounds",
     )
     worker.add_argument("--concurrency", type=int, default=1)
+    worker.add_argument("--quiet", action="store_true", help="no banner, warnings and errors only")
     worker.add_argument("--pool", default="prefork", choices=["prefork", "solo", "threads"])
     worker.add_argument("--hostname", default=None)
     worker.add_argument("--log-level", default="info")

@@ -27,6 +27,7 @@ def run_demo(*, host: str, port: int, dataset: str, batch_size: int) -> int:
     with warnings.catch_warnings():
         # Starlette's TestClient (used here in-process, not for testing) warns about its httpx backend.
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*starlette.testclient.*")
         from fastapi.testclient import TestClient
 
     from app.cli import run_server_with_worker, start_embedded_workers, stop_worker_process
@@ -91,7 +92,8 @@ def run_demo(*, host: str, port: int, dataset: str, batch_size: int) -> int:
         # The page is served at once; round 1 runs on the worker meanwhile and its progress shows on
         # the dashboard (the labelling page picks its batch up when it is ready).
         state = client.get(f"/api/v1/rounds/{rounds[-1]['id']}", headers=engineer).json()
-        print(f"  round {state['index']}: {state['status']} ({state['phase']}, {state['progress']:.0%})", flush=True)
+        waiting = "" if state["status"] == "ready" else "; its batch reaches the labelling page when ready"
+        print(f"  round {state['index']}: {state['status']}{waiting} (progress on the dashboard)", flush=True)
         url = f"http://{host}:{port}"
         print(f"\nSuggestLab demo is running at {url}  (project {name!r}, id {pid})")
         print("Demo users and their bearer tokens (new tokens are issued on every start):")

@@ -45,6 +45,8 @@ def test_demo_builds_project_and_stops_cleanly(tmp_path: Path) -> None:
                 break
         text = "".join(output)
         assert f"running at http://127.0.0.1:{port}" in text, text[-3000:]
+        # A quiet start: no Celery banner, no warnings from libraries, just the demo's own lines.
+        assert "[config]" not in text and "Warning" not in text and "INFO" not in text, text[:3000]
         accepted = dict(re.findall(r"^\s+(pool|validation|test): (\d+) accepted", text, re.MULTILINE))
         assert int(accepted["pool"]) > 1400 and int(accepted["validation"]) > 170, text
         tokens = dict(re.findall(r"^\s+(admin|engineer|annotator)\s+(sl_\S+)$", text, re.MULTILINE))
