@@ -81,9 +81,11 @@ export function adminView(root, projects) {
   const membersBody = h("tbody");
   const tokensPanel = h("div.tokens", { "aria-live": "polite" });
   async function loadMembers() {
-    if (!memberProject.value) { membersBody.replaceChildren(); return; }
+    const pid = memberProject.value;
+    if (!pid) { membersBody.replaceChildren(); return; }
     try {
-      const members = (await api(`/projects/${memberProject.value}/members`)).data;
+      const members = (await api(`/projects/${pid}/members`)).data;
+      if (pid !== memberProject.value) return;  // the admin picked another project meanwhile
       membersBody.replaceChildren(...(members.length ? members.map((m) => h("tr", {}, h("td", {}, m.name), h("td", {}, m.role),
         h("td", {}, h("button", { type: "button", "aria-label": `Remove ${m.name} from the project`, onclick: async () => {
           try { await api(`/projects/${memberProject.value}/members/${m.user_id}`, { method: "DELETE" }); tokenOut.textContent = `${m.name} was removed from the project.`; await loadMembers(); } catch (e) { showError(e); }

@@ -58,9 +58,15 @@ const STATUS_COLORS = { unlabelled: "#afb8c1", labelled: "#1f6feb", suggested: "
 
 export function latentMap(points, { width = 640, height = 440, onOpen } = {}) {
   const wrap = h("div.latent-map");
-  const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "Latent map of the pool", class: "chart" });
+  // One Tab stop for the whole map: arrow keys walk the labelled, suggested and synthetic points,
+  // Enter opens one; the circles themselves are decoration for assistive technology.
+  const svg = s("svg", {
+    viewBox: `0 0 ${width} ${height}`, role: "img", class: "chart", tabindex: "0",
+    "aria-label": "Latent map of the pool. Arrow keys move between labelled and suggested images, Enter opens one.",
+  });
   const tip = h("div.tip", { hidden: true }, h("img", { alt: "", width: "96", height: "96" }), h("span"));
-  wrap.append(svg, tip);
+  const spoken = h("p.visually-hidden", { "aria-live": "polite" });
+  wrap.append(svg, tip, spoken);
   if (!points.length) {
     svg.append(s("text", { x: width / 2, y: height / 2, "text-anchor": "middle" }, "no latents yet: run a round first"));
     return wrap;
@@ -70,24 +76,53 @@ export function latentMap(points, { width = 640, height = 440, onOpen } = {}) {
   const y = scale([Math.min(...points.map((p) => p.y)), Math.max(...points.map((p) => p.y))], [height - pad, pad]);
   // Unlabelled first so the interesting points are drawn on top.
   const order = { unlabelled: 0, labelled: 1, synthetic: 2, suggested: 3 };
+  const describe = (p) => `image ${p.image_id}, ${p.status}${p.label ? `, label ${p.label}` : ""}`;
+  function showTip(p, left, top) {
+    tip.hidden = false;
+    tip.querySelector("img").src = `/api/v1/images/${p.image_id}/thumbnail`;
+    tip.querySelector("span").textContent = `#${p.image_id} ${p.status}${p.label ? ` (${p.label})` : ""}`;
+    tip.style.left = `${left}px`;
+    tip.style.top = `${top}px`;
+  }
+  const dots = new Map();
   for (const p of [...points].sort((a, b) => order[a.status] - order[b.status])) {
     const dot = s("circle", {
       cx: x(p.x), cy: y(p.y), r: p.status === "unlabelled" ? "2" : "3.5", fill: STATUS_COLORS[p.status],
-      class: `dot ${p.status}`, tabindex: p.status === "unlabelled" ? "-1" : "0",
-      "aria-label": `image ${p.image_id}, ${p.status}${p.label ? `, label ${p.label}` : ""}`,
+      class: `dot ${p.status}`, "aria-hidden": "true",
     });
     dot.addEventListener("mouseenter", (e) => {
-      tip.hidden = false;
-      tip.querySelector("img").src = `/api/v1/images/${p.image_id}/thumbnail`;
-      tip.querySelector("span").textContent = `#${p.image_id} ${p.status}${p.label ? ` (${p.label})` : ""}`;
       const box = wrap.getBoundingClientRect();
-      tip.style.left = `${e.clientX - box.left + 12}px`;
-      tip.style.top = `${e.clientY - box.top + 12}px`;
+      showTip(p, e.clientX - box.left + 12, e.clientY - box.top + 12);
     });
     dot.addEventListener("mouseleave", () => { tip.hidden = true; });
     dot.addEventListener("click", () => onOpen?.(p.image_id));
+    dots.set(p, dot);
     svg.append(dot);
   }
+  // Keyboard order: left to right across the map.
+  const walk = points.filter((p) => p.status !== "unlabelled").sort((a, b) => a.x - b.x || a.y - b.y);
+  let at = -1;
+  function focusPoint(i) {
+    if (!walk.length) return;
+    at = (i + walk.length) % walk.length;
+    const p = walk[at];
+    svg.querySelector(".dot.cursor")?.classList.remove("cursor");
+    dots.get(p).classList.add("cursor");
+    const box = wrap.getBoundingClientRect();
+    const dotBox = dots.get(p).getBoundingClientRect();
+    showTip(p, dotBox.left - box.left + 12, dotBox.top - box.top + 12);
+    spoken.textContent = `${at + 1} of ${walk.length}: ${describe(p)}`;
+  }
+  svg.addEventListener("keydown", (e) => {
+    if (["ArrowRight", "ArrowDown"].includes(e.key)) focusPoint(at + 1);
+    else if (["ArrowLeft", "ArrowUp"].includes(e.key)) focusPoint(at - 1);
+    else if (e.key === "Enter" && at >= 0) onOpen?.(walk[at].image_id);
+    else if (e.key === "Escape") tip.hidden = true;
+    else return;
+    e.preventDefault();
+    e.stopPropagation();
+  });
+  svg.addEventListener("blur", () => { tip.hidden = true; });
   const legend = h("ul.legend", {}, Object.entries(STATUS_COLORS).map(([k, c]) =>
     h("li", {}, h("span.swatch", { style: `background:${c}` }), ` ${k} (${points.filter((p) => p.status === k).length})`)));
   wrap.append(legend);

@@ -79,6 +79,13 @@ def _annotations(client, project_id: int) -> list[dict]:  # type: ignore[no-unty
     return [r for r in rows if r["label_source"] == "annotation"]
 
 
+def _retry(check, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{check.__name__} never held"
+        time.sleep(0.3)
+
+
 def _wait_until(page, expression: str, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
     # wait_for_function evaluates its predicate with eval inside the page, which the app's CSP
     # (script-src 'self', no unsafe-eval) rightly refuses; page.evaluate goes through DevTools instead.
@@ -149,8 +156,30 @@ def test_engineer_triggers_a_round_and_sees_it_finish(browser, sqlite_service: L
     page.wait_for_selector(".latent-map circle.suggested")
     assert page.locator(".latent-map circle.labelled").count() >= 6
     page.screenshot(path=str(SHOTS / "dashboard.png"), full_page=True)
-    page.locator(".latent-map circle.labelled").first.hover()
-    page.wait_for_selector(".latent-map .tip:not([hidden]) img")
+
+    # The dashboard may redraw the map once more as round statuses settle; each check retries then.
+    def tip_on_hover() -> bool:
+        page.locator(".latent-map circle.labelled").first.hover()
+        return page.locator(".latent-map .tip:not([hidden]) img").count() == 1
+
+    _retry(tip_on_hover)
+    # The map is one Tab stop; arrow keys walk its labelled and suggested points with the tooltip and a
+    # spoken description, and the circles are hidden from assistive technology.
+    assert page.locator(".latent-map [tabindex]").count() == 1
+    assert page.locator(".latent-map circle:not([aria-hidden=true])").count() == 0
+
+    def keyboard_walk() -> bool:
+        page.locator(".latent-map svg").focus()
+        page.keyboard.press("Home")  # not a map key: leaves the cursor where it is
+        page.keyboard.press("ArrowRight")
+        spoken = page.locator(".latent-map [aria-live]").inner_text()
+        shown = page.locator(".latent-map .tip:not([hidden])").count() == 1
+        return shown and page.locator(".latent-map circle.cursor").count() == 1 and " of " in spoken
+
+    _retry(keyboard_walk)
+    before = page.locator(".latent-map [aria-live]").inner_text()
+    page.keyboard.press("ArrowRight")
+    assert page.locator(".latent-map [aria-live]").inner_text() != before
     assert "ready 100%" in page.locator("table.rounds tbody tr:first-child").inner_text()
     # The new batch is what annotators now get.
     annotator = _page(browser, sqlite_service, world["ann"])
