@@ -8,6 +8,10 @@ from pydantic import BaseModel, ConfigDict, Field
 class AnnotationCreate(BaseModel):
     label: str = Field(min_length=1, max_length=200)
     duration_ms: int | None = Field(None, ge=0, le=24 * 3600 * 1000)
+    relabel: bool = Field(
+        False,
+        description="Engineers and admins: replace another person's label on purpose (kept in the image's history).",
+    )
 
 
 class AnnotationRead(BaseModel):
@@ -21,6 +25,22 @@ class AnnotationRead(BaseModel):
     suggestion_id: int | None
     created_at: datetime
     duration_ms: int | None
+
+
+class LabelHistoryRow(BaseModel):
+    id: int
+    label: str
+    annotator: str | None
+    annotator_id: int | None
+    round_id: int | None
+    created_at: datetime
+    current: bool
+
+
+class LabelHistory(BaseModel):
+    image_id: int
+    data: list[LabelHistoryRow]
+    count: int
 
 
 class Undone(BaseModel):

@@ -26,6 +26,19 @@ def current(session: Session, *, image_id: int) -> Annotation | None:
     )
 
 
+def history(session: Session, *, image_id: int) -> list[tuple[Annotation, str | None]]:
+    """Every label the image has had, oldest first, with who gave it: the audit trail of relabels."""
+    return [
+        (annotation, name)
+        for annotation, name in session.execute(
+            select(Annotation, User.name)
+            .outerjoin(User, User.id == Annotation.annotator_id)
+            .where(Annotation.image_id == image_id)
+            .order_by(Annotation.id)
+        ).all()
+    ]
+
+
 def current_labels(session: Session, *, project_id: int) -> dict[int, str]:
     """{image_id: label} for every image of the project that has a label now."""
     latest = latest_ids_subquery()

@@ -50,8 +50,15 @@ def test_an_annotator_cannot_overwrite_or_skip_another_annotators_finished_item(
     assert world["eng"].get(f"/images/{image}").json()["label"] == "plain"
     # a may change their own mind; an engineer may relabel explicitly, and history keeps both.
     assert a.post(f"/images/{image}/annotations", json={"label": "+plus"}).status_code == 201
-    relabel = world["eng"].post(f"/images/{image}/annotations", json={"label": "@cmd"})
+    # Even for an engineer, replacing someone else's label is explicit, and the history shows who did what.
+    implicit = world["eng"].post(f"/images/{image}/annotations", json={"label": "@cmd"})
+    assert implicit.status_code == 409 and '"relabel": true' in implicit.json()["detail"]
+    relabel = world["eng"].post(f"/images/{image}/annotations", json={"label": "@cmd", "relabel": True})
     assert relabel.status_code == 201
+    history = world["eng"].get(f"/images/{image}/annotations").json()["data"]
+    assert [(h["label"], h["current"]) for h in history] == [("plain", False), ("+plus", False), ("@cmd", True)]
+    assert history[-1]["annotator_id"] != history[0]["annotator_id"]
+    assert world["a"].get(f"/images/{image}/annotations").status_code == 403
     assert world["eng"].get(f"/images/{image}").json()["label"] == "@cmd"
 
 

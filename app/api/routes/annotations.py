@@ -7,6 +7,8 @@ from app.annotations import service
 from app.annotations.schemas import (
     AnnotationCreate,
     AnnotationRead,
+    LabelHistory,
+    LabelHistoryRow,
     LeasedItem,
     NextBatch,
     NextRequest,
@@ -15,6 +17,7 @@ from app.annotations.schemas import (
 )
 from app.api.deps import (
     CurrentUser,
+    EngineerImage,
     MemberAnnotation,
     MemberImage,
     MemberProject,
@@ -112,18 +115,37 @@ def annotate(
             label=body.label,
             duration_ms=body.duration_ms,
             suggestion=suggestion,
-            may_override=user.role != Role.annotator,
+            may_override=user.role != Role.annotator and body.relabel,
         )
     except service.LeaseConflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, "this item is leased to another annotator") from exc
     except service.LabelledByOther as exc:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
-            "another annotator already finished this item; relabelling their work needs an engineer or admin",
+            "another annotator already finished this item; relabelling their work needs an engineer or admin "
+            'and an explicit "relabel": true',
         ) from exc
     if not created:
         response.status_code = status.HTTP_200_OK
     return AnnotationRead.model_validate(annotation)
+
+
+@router.get("/images/{image_id}/annotations", response_model=LabelHistory)
+def label_history(image: EngineerImage, session: SessionDep) -> LabelHistory:
+    """Every label this image has had, oldest first, with its annotator: who relabelled what, and when."""
+    rows = [
+        LabelHistoryRow(
+            id=a.id,
+            label=a.label,
+            annotator=name,
+            annotator_id=a.annotator_id,
+            round_id=a.round_id,
+            created_at=a.created_at,
+            current=bool(a.is_current),
+        )
+        for a, name in service.history(session, image_id=image.id)
+    ]
+    return LabelHistory(image_id=image.id, data=rows, count=len(rows))
 
 
 @router.delete("/annotations/{annotation_id}", response_model=Undone)
