@@ -14,12 +14,15 @@ export function dashboardView(root, project, me) {
   const classCounts = h("table.counts");
   const form = roundForm();
   let timer = null;
+  // Refreshed with the class counts, so it never disagrees with the map drawn beside it.
+  const summary = h("p.summary");
+  const describeCounts = (c) => `${c.pool} pool images · ${c.validation} validation · ${c.labelled} labelled · ${c.synthetic} synthetic`;
+  summary.textContent = describeCounts(project.counts);
   let lastStatuses = null;  // null, not "": a project with no rounds yet still draws its sections once
 
   root.replaceChildren(h("section.dashboard", {},
     h("h1", {}, `Dashboard: ${project.name}`),
-    h("p.summary", {}, `${project.counts.pool} pool images · ${project.counts.validation} validation · `,
-      `${project.counts.labelled} labelled · ${project.counts.synthetic} synthetic`),
+    summary,
     h("div.columns", {},
       h("div", {},
         h("h2", {}, "Rounds"),
@@ -137,6 +140,8 @@ export function dashboardView(root, project, me) {
     if (statuses !== lastStatuses) {
       lastStatuses = statuses;
       await Promise.all([drawCurve(rounds), drawCounts(), drawMap()]);
+    } else {
+      await drawCounts();  // labels arrive between rounds too
     }
     clearTimeout(timer);
     timer = setTimeout(refresh, rounds.some((r) => ACTIVE.has(r.status)) ? 1000 : 5000);
@@ -166,6 +171,7 @@ export function dashboardView(root, project, me) {
   async function drawCounts() {
     try {
       const fresh = await api(`/projects/${project.id}`);
+      summary.textContent = describeCounts(fresh.counts);
       classCounts.replaceChildren(h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "class"), h("th", { scope: "col" }, "labels"))),
         h("tbody", {}, fresh.classes.map((c) => h("tr", {}, h("td", {}, c), h("td", {}, fresh.counts.per_class[c] || 0)))));
     } catch (e) { showError(e); }

@@ -155,6 +155,10 @@ def test_engineer_triggers_a_round_and_sees_it_finish(browser, sqlite_service: L
     page.wait_for_selector(".curve svg circle")
     page.wait_for_selector(".latent-map circle.suggested")
     assert page.locator(".latent-map circle.labelled").count() >= 6
+    # The header counts agree with the map's legend (both read now, not at page load).
+    labelled = page.locator(".latent-map circle.labelled").count()
+    page.wait_for_selector(f"p.summary:has-text('{labelled} labelled')")
+    page.wait_for_selector(f".legend li:has-text('labelled ({labelled})')")
     page.screenshot(path=str(SHOTS / "dashboard.png"), full_page=True)
 
     # The dashboard may redraw the map once more as round statuses settle; each check retries then.
