@@ -29,6 +29,16 @@ def _start_demo(tmp_path: Path, port: int, extra_env: dict[str, str], *args: str
     )
 
 
+def _stop_demo(proc: subprocess.Popen[str]) -> None:
+    # Ctrl-C, as a user stops it; a demo that does not stop within a minute is killed and fails the test.
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+
+
 def test_demo_builds_project_and_stops_cleanly(tmp_path: Path) -> None:
     port = _free_port()
     proc = _start_demo(tmp_path, port, {}, "--batch-size", "10")
@@ -76,12 +86,7 @@ def test_demo_builds_project_and_stops_cleanly(tmp_path: Path) -> None:
         worker_pids = _children(proc.pid)
         assert worker_pids, "the demo should run an embedded worker process"
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
+        _stop_demo(proc)
     assert proc.returncode == 0, "".join(output)[-2000:]
     for pid in worker_pids:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
@@ -152,9 +157,4 @@ def test_demo_serves_its_page_before_round_one_finishes(tmp_path: Path) -> None:
         waiting = httpx.post(f"{base}/api/v1/projects/{project['id']}/next", json={"limit": 1}, headers=annotator)
         assert waiting.json()["data"] == [] and "round 1 is queued" in waiting.json()["message"]
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
+        _stop_demo(proc)
