@@ -43,6 +43,17 @@ def cli(env: dict[str, str], *args: str) -> str:
     ).stdout.strip()
 
 
+def wait_healthy(port: int, seconds: float = 60) -> None:
+    """Until the service on this port answers /healthz (it may still be migrating or starting)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values) * 1000, q)) if values else float("nan")
 
@@ -87,12 +98,7 @@ def run_backend(backend: str, annotators: int, seconds: float) -> dict[str, obje
         )
     api = f"http://127.0.0.1:{port}/api/v1"
     try:
-        for _ in range(200):
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_healthy(port)
         client = httpx.Client(base_url=api, headers={"Authorization": f"Bearer {admin}"}, timeout=60)
         data = load_dataset("mnist5k")
         order = np.random.default_rng(0).permutation(len(data.labels))

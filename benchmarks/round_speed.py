@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.datasets import Dataset, load_dataset, to_zip  # noqa: E402
-from benchmarks.api_load import cli, free_port  # noqa: E402
+from benchmarks.api_load import cli, free_port, wait_healthy  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -73,12 +73,7 @@ def rounds_benchmark(warm_rounds: int, representation_budget: float) -> dict[str
     )
     out: dict[str, object] = {}
     try:
-        for _ in range(300):
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_healthy(port)
         client = httpx.Client(
             base_url=f"http://127.0.0.1:{port}/api/v1", headers={"Authorization": f"Bearer {admin}"}, timeout=600
         )

@@ -85,7 +85,7 @@ class PixelCache:
                         os.fsync(data.fileno())
                     with self.keys_path.open("a") as index:
                         index.write("".join(f"{missing[i]}\n" for i in todo))
-                    rows = self._rows()
+                    rows.update({missing[i]: len(rows) + n for n, i in enumerate(todo)})
         out = np.empty((len(keys), self.channels, self.size, self.size), dtype=np.float32)
         if keys:
             table = np.memmap(self.data_path, dtype=np.uint8, mode="r").reshape(-1, self.channels, self.size, self.size)

@@ -28,12 +28,9 @@ from app.representations import service as representations
 from app.rounds.orm import ACTIVE_STATUSES, Round, RoundStatus, Suggestion, SuggestionStatus
 from app.storage import Storage, get_storage
 from worker.data import encode_png, pixel_cache
+from worker.jobs import JobCancelled, failure_text
 
 log = logging.getLogger("suggestlab.worker")
-
-
-class RoundCancelled(Exception):
-    pass
 
 
 @dataclass
@@ -95,7 +92,7 @@ class Reporter:
                 .values(status=status, phase=phase, progress=round(float(progress), 4), heartbeat_at=utcnow())
             )
             if not result.rowcount:  # type: ignore[attr-defined]
-                raise RoundCancelled
+                raise JobCancelled
 
 
 def _previous_runner_alive(round_id: int, settings: Settings) -> bool | None:
@@ -291,10 +288,9 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
     report("loading", 0.0, force=True)
     # Decoded once per image and worker: an unchanged pool is read back, not decoded again.
     cache = pixel_cache(settings.data_dir, inputs.project_id, size, channels)
-    pool_x = cache.load(storage, inputs.pool_keys)
+    pixels = cache.load(storage, [*inputs.pool_keys, *inputs.validation_keys])
+    pool_x, val_x = pixels[: len(inputs.pool_keys)], pixels[len(inputs.pool_keys) :]
     decoded = cache.decoded_last
-    val_x = cache.load(storage, inputs.validation_keys)
-    decoded += cache.decoded_last
     val_y = np.asarray(inputs.validation_labels, dtype=np.int64)
     load_s = time.monotonic() - started
     device = select_device(settings.torch_device)
@@ -573,11 +569,10 @@ def _run_claimed(round_id: int, inputs: RoundInputs, settings: Settings) -> None
         output = compute(inputs, storage, settings, report)
         report("saving", 0.98, force=True)
         _write(inputs, output, storage, settings)
-    except RoundCancelled:
+    except JobCancelled:
         log.info("round %s was cancelled", round_id)
     except Exception as exc:
         log.exception("round %s failed", round_id)
-        message = f"{type(exc).__name__}: {exc}"
         with session_scope(settings) as session:
             session.execute(
                 update(Round)
@@ -585,7 +580,7 @@ def _run_claimed(round_id: int, inputs: RoundInputs, settings: Settings) -> None
                 .values(
                     status=RoundStatus.failed,
                     phase="failed",
-                    error=message[:2000],
+                    error=failure_text(exc),
                     finished_at=utcnow(),
                     metrics={"traceback": traceback.format_exc()[-4000:]},
                 )

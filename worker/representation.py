@@ -22,6 +22,7 @@ from app.projects.schemas import ProjectSettings
 from app.representations.orm import Representation
 from app.storage import Storage, get_storage
 from worker.data import pixel_cache
+from worker.jobs import JobCancelled, failure_text
 
 log = logging.getLogger("suggestlab.worker")
 
@@ -78,10 +79,6 @@ def load_features(storage: Storage, key: str) -> tuple[np.ndarray, np.ndarray]:
         return data["ids"], data["features"]
 
 
-class Cancelled(Exception):
-    pass
-
-
 def train_representation(representation_id: int, settings: Settings) -> None:
     from models.representation import SimCLR
     from models.training import select_device
@@ -116,7 +113,7 @@ def train_representation(representation_id: int, settings: Settings) -> None:
                 .values(phase=phase, progress=round(progress, 4))
             )
             if not result.rowcount:  # type: ignore[attr-defined]
-                raise Cancelled
+                raise JobCancelled
 
     try:
         if len(pool) < 32:
@@ -167,15 +164,14 @@ def train_representation(representation_id: int, settings: Settings) -> None:
                     finished_at=utcnow(),
                 )
             )
-    except Cancelled:
+    except JobCancelled:
         log.info("representation %s was cancelled", representation_id)
     except Exception as exc:
         log.exception("representation %s failed", representation_id)
         with session_scope(settings) as session:
             session.execute(
                 update(Representation)
-                .where(Representation.id == representation_id)
-                .values(
-                    status="failed", phase="failed", error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=utcnow()
-                )
+                # Only a job still training fails: a cancelled one keeps its status.
+                .where(Representation.id == representation_id, Representation.status == "training")
+                .values(status="failed", phase="failed", error=failure_text(exc), finished_at=utcnow())
             )

@@ -19,12 +19,9 @@ from app.projects.schemas import ProjectSettings
 from app.simulations.orm import Simulation
 from app.storage import get_storage
 from worker.data import load_arrays
+from worker.jobs import JobCancelled, failure_text
 
 log = logging.getLogger("suggestlab.worker")
-
-
-class SimulationCancelled(Exception):
-    """Raised from the progress callback once the simulation's row says cancelled."""
 
 
 def run_simulation(simulation_id: int, settings: Settings) -> None:
@@ -64,7 +61,7 @@ def run_simulation(simulation_id: int, settings: Settings) -> None:
                 .values(progress=done / total)
             )
         if not updated.rowcount:  # type: ignore[attr-defined]
-            raise SimulationCancelled
+            raise JobCancelled
 
     try:
         x = load_arrays(storage, [r[0] for r in rows], project_settings.image_size, project_settings.channels)
@@ -97,7 +94,7 @@ def run_simulation(simulation_id: int, settings: Settings) -> None:
                 .where(Simulation.id == simulation_id, Simulation.status == "running")
                 .values(status="ready", progress=1.0, files=files, summary=summary, finished_at=utcnow())
             )
-    except SimulationCancelled:
+    except JobCancelled:
         log.info("simulation %s was cancelled", simulation_id)
     except Exception as exc:
         log.exception("simulation %s failed", simulation_id)
@@ -105,5 +102,5 @@ def run_simulation(simulation_id: int, settings: Settings) -> None:
             session.execute(
                 update(Simulation)
                 .where(Simulation.id == simulation_id, Simulation.status == "running")
-                .values(status="failed", error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=utcnow())
+                .values(status="failed", error=failure_text(exc), finished_at=utcnow())
             )
