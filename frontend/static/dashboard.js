@@ -18,7 +18,8 @@ export function dashboardView(root, project, me) {
   const summary = h("p.summary");
   const describeCounts = (c) => `${c.pool} pool images · ${c.validation} validation · ${c.labelled} labelled · ${c.synthetic} synthetic`;
   summary.textContent = describeCounts(project.counts);
-  let lastStatuses = null;  // null, not "": a project with no rounds yet still draws its sections once
+  let lastStatuses = null;
+  let countsAt = 0;  // null, not "": a project with no rounds yet still draws its sections once
 
   root.replaceChildren(h("section.dashboard", {},
     h("h1", {}, `Dashboard: ${project.name}`),
@@ -140,8 +141,8 @@ export function dashboardView(root, project, me) {
     if (statuses !== lastStatuses) {
       lastStatuses = statuses;
       await Promise.all([drawCurve(rounds), drawCounts(), drawMap()]);
-    } else {
-      await drawCounts();  // labels arrive between rounds too
+    } else if (Date.now() - countsAt > 5000) {
+      await drawCounts();  // labels arrive between rounds too; counting them is not free, so every 5 s
     }
     clearTimeout(timer);
     timer = setTimeout(refresh, rounds.some((r) => ACTIVE.has(r.status)) ? 1000 : 5000);
@@ -170,6 +171,7 @@ export function dashboardView(root, project, me) {
 
   async function drawCounts() {
     try {
+      countsAt = Date.now();
       const fresh = await api(`/projects/${project.id}`);
       summary.textContent = describeCounts(fresh.counts);
       classCounts.replaceChildren(h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "class"), h("th", { scope: "col" }, "labels"))),

@@ -237,7 +237,7 @@ export function labelView(root, project) {
   async function followOpenRound() {
     if (document.hidden || state.busy) return;
     let open;
-    try { open = (await api(`/projects/${project.id}`)).open_round; } catch { return; }
+    try { open = await api(`/projects/${project.id}/open-round`); } catch { return; }
     if (!open || (state.round && open.id === state.round.id)) return;
     const moved = state.round !== null;
     Object.assign(state, { queue: [], index: 0, history: [], round: null, loading: true });

@@ -137,6 +137,7 @@ def test_rounds_do_not_overlap_unless_the_open_one_is_closed_explicitly(world: d
     second = wait_for_round(eng, created.json()["id"])
     assert second["status"] == "ready", second
     assert eng.get(f"/rounds/{first}").json()["status"] == "closed"
+    assert world["a"].get(f"/projects/{pid}/open-round").json() == {"id": second["id"], "index": second["index"]}
     picked = {s["image_id"] for s in eng.get(f"/rounds/{second['id']}/suggestions").json()["data"]}
     assert picked and not picked & set(pending)
     # Annotators are served the new round only.

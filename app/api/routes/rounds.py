@@ -18,6 +18,7 @@ from app.api.deps import (
 from app.core.queue import enqueue_round
 from app.projects import service as projects
 from app.projects.orm import Project
+from app.projects.schemas import OpenRound
 from app.rounds import service
 from app.rounds.orm import Round, RoundStatus
 from app.rounds.schemas import (
@@ -102,6 +103,14 @@ def _read(session: Session, round_: Round) -> RoundRead:
     row = RoundRead.model_validate(round_)
     row.waiting_behind = service.waiting_behind(session, round_=round_)
     return row
+
+
+@router.get("/projects/{project_id}/open-round", response_model=OpenRound | None)
+def read_open_round(project: MemberProject, session: SessionDep) -> OpenRound | None:
+    """The round annotators are working on, or null: one indexed lookup, cheap enough to poll (the
+    labelling page does, to follow a new round)."""
+    round_ = projects.open_round(session, project_id=project.id)
+    return OpenRound(id=round_.id, index=round_.index) if round_ else None
 
 
 @router.get("/rounds/{round_id}", response_model=RoundRead)
