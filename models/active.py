@@ -37,6 +37,9 @@ class StepResult:
     timings: dict[str, float] = field(default_factory=dict)
     model: torch.nn.Module | None = None
     learner: Any = None
+    confusion: list[list[int]] | None = None
+    # [M, K] the task model's class probabilities for the candidates (None before any label).
+    candidate_probabilities: np.ndarray | None = None
 
 
 def pca_features(x: np.ndarray, dim: int = 32) -> np.ndarray:
@@ -103,6 +106,7 @@ def run_step(
     model = None
     accuracy: float | None = None
     per_class: list[float | None] | None = None
+    confusion: list[list[int]] | None = None
     t = time.monotonic()
     learner = None
     if features is not None and len(labels):
@@ -124,6 +128,7 @@ def run_step(
             result = evaluate(learner.predict_proba(eval_features), eval_y, n_classes)  # type: ignore[arg-type]
             accuracy = result["accuracy"]  # type: ignore[assignment]
             per_class = result["per_class"]  # type: ignore[assignment]
+            confusion = result["confusion"]  # type: ignore[assignment]
     elif len(labels):
         report("training task model", 0.05)
         model = fit_classifier(
@@ -139,10 +144,11 @@ def run_step(
             result = evaluate(predict_proba(model, eval_x), eval_y, n_classes)
             accuracy = result["accuracy"]  # type: ignore[assignment]
             per_class = result["per_class"]  # type: ignore[assignment]
+            confusion = result["confusion"]  # type: ignore[assignment]
     timings["train_s"] = time.monotonic() - t
 
     if batch_size <= 0:
-        return StepResult(Selection(), effective, accuracy, per_class, timings, model, learner)
+        return StepResult(Selection(), effective, accuracy, per_class, timings, model, learner, confusion)
     t = time.monotonic()
     report("selecting", 0.75)
     probabilities = None
@@ -188,4 +194,6 @@ def run_step(
         timings=timings,
         model=model,
         learner=learner,
+        confusion=confusion,
+        candidate_probabilities=probabilities,
     )

@@ -153,11 +153,14 @@ def fit_learner(
         return FeatureLearner(head, "supervised", {"mode": "supervised", "head": head.info})
     graph = graph or PoolGraph.build(pool_features)
     held: dict[tuple[str, float], tuple[np.ndarray, np.ndarray]] = {}
+    # Heads fitted on every label (validation is held out): the winner is the final head as it is.
+    on_all_labels: dict[tuple[str, float], LinearHead] = {}
     if validation is not None and len(validation[1]) >= 2 * n_classes:
         yv = np.asarray(validation[1], dtype=np.int64)
         for mode, c in CANDIDATES:
             head = _fit(mode, c, pool_features, graph, labelled_pos, labels, n_classes)
             held[(mode, c)] = (head.logits(validation[0]), yv)
+            on_all_labels[(mode, c)] = head
         how = "validation"
     else:
         counts = np.bincount(labels, minlength=n_classes)
@@ -182,6 +185,11 @@ def fit_learner(
     best = max(range(len(CANDIDATES)), key=lambda i: (scores[f"{CANDIDATES[i][0]}@C={CANDIDATES[i][1]}"], i))
     mode, c = CANDIDATES[best]
     temperature = fit_temperature(*held[(mode, c)])
-    head = _fit(mode, c, pool_features, graph, labelled_pos, labels, n_classes, temperature)
+    if (mode, c) in on_all_labels:
+        head = on_all_labels[(mode, c)]
+        head.temperature = temperature
+        head.info["temperature"] = round(temperature, 4)
+    else:
+        head = _fit(mode, c, pool_features, graph, labelled_pos, labels, n_classes, temperature)
     info = {"mode": mode, "c": c, "temperature": round(temperature, 4), "held_out": how, "scores": scores}
     return FeatureLearner(head, mode, info)

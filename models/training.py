@@ -118,12 +118,19 @@ def predict_proba(model: nn.Module, x: np.ndarray, *, batch_size: int = 1024) ->
 
 
 def evaluate(probabilities: np.ndarray, y: np.ndarray, n_classes: int) -> dict[str, object]:
-    """Accuracy overall and per class (None for a class with no examples)."""
+    """Accuracy overall and per class (None for a class with no examples), and the confusion matrix
+    (rows: true class, columns: predicted class)."""
     if len(y) == 0:
-        return {"accuracy": None, "per_class": [None] * n_classes}
+        return {"accuracy": None, "per_class": [None] * n_classes, "confusion": None}
     predicted = probabilities.argmax(1)
     per_class: list[float | None] = []
     for c in range(n_classes):
         mask = y == c
         per_class.append(float((predicted[mask] == c).mean()) if mask.any() else None)
-    return {"accuracy": float((predicted == y).mean()), "per_class": per_class}
+    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(confusion, (y, predicted), 1)
+    return {
+        "accuracy": float((predicted == y).mean()),
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+    }

@@ -61,10 +61,5 @@ def save_latents(storage: Storage, key: str, ids: np.ndarray, codes: np.ndarray)
     storage.put(key, buf.getvalue())
 
 
-def load_latents(storage: Storage, key: str) -> tuple[np.ndarray, np.ndarray]:
-    with np.load(io.BytesIO(storage.get(key))) as data:
-        return data["ids"], data["codes"]
-
-
 def save_index(storage: Storage, key: str, index: LatentIndex) -> None:
     storage.put(key, index.to_bytes())

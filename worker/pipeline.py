@@ -8,10 +8,12 @@ whatever an earlier attempt of the same round wrote, so a redelivered task never
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +95,42 @@ class Reporter:
             )
             if not result.rowcount:  # type: ignore[attr-defined]
                 raise JobCancelled
+
+
+class WarmCache:
+    """What a worker process keeps between rounds so that a warm round only does the round's own work:
+    the representation's pool features and encoder, the validation split encoded in it, and the
+    pool's kNN graph (label propagation). Each entry carries the digest of what it was made from
+    (representation, pool ids, validation ids) and is rebuilt when that changes; one entry per kind,
+    so memory stays at one round's worth."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[str, Any]] = {}
+        self.hits: list[str] = []
+
+    def get(self, kind: str, digest: str, make: Callable[[], Any]) -> Any:
+        held = self.entries.get(kind)
+        if held is not None and held[0] == digest:
+            self.hits.append(kind)
+            return held[1]
+        value = make()
+        # Shared by later rounds: arrays are made read-only so no step can change them in place.
+        for array in value if isinstance(value, tuple) else (value,):
+            if isinstance(array, np.ndarray):
+                array.flags.writeable = False
+        self.entries[kind] = (digest, value)
+        return value
+
+
+WARM = WarmCache()
+
+
+def digest_of(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(np.asarray(part).tobytes() if isinstance(part, np.ndarray | list) else str(part).encode())
+        h.update(b"|")
+    return h.hexdigest()
 
 
 def _previous_runner_alive(round_id: int, settings: Settings) -> bool | None:
@@ -269,6 +307,7 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
     from worker.artifacts import artifact_key, save_index
 
     started = time.monotonic()
+    WARM.hits.clear()
     size, channels = inputs.settings.image_size, inputs.settings.channels
     pool_ids = np.asarray(inputs.pool_ids, dtype=np.int64)
     labelled_pos = np.asarray(
@@ -296,7 +335,7 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
     device = select_device(settings.torch_device)
 
     t = time.monotonic()
-    features, val_features, representation_info = _representation(
+    features, val_features, representation_info, features_key = _representation(
         inputs, pool_x, pool_ids, val_x, storage, device, settings
     )
     representation_s = time.monotonic() - t
@@ -305,6 +344,10 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
     vae_info: dict[str, Any] = {"trained": False, "needed": False}
     if features is None or inputs.strategy in DECODER_STRATEGIES:
         vae, latents, artifacts, vae_info = _latent_space(inputs, pool_x, pool_ids, storage, device, report)
+    elif features_key is not None:
+        # The pool is exactly the representation's rows: its features artifact is this round's latents.
+        latents = features
+        artifacts = {"latents": features_key}
     else:
         from worker.artifacts import save_latents
 
@@ -313,17 +356,27 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
         artifacts = {"latents": artifact_key(inputs.project_id, inputs.round_id, "latents.npz")}
         save_latents(storage, artifacts["latents"], pool_ids, latents)
     vae_s = time.monotonic() - t
-    index = (
-        LatentIndex(exact_max=settings.latent_index_exact_max).fit(
-            latents[candidate_pos], np.arange(len(candidate_pos))
-        )
-        if len(candidate_pos)
-        else None
-    )
-    if index is not None:
-        key = artifact_key(inputs.project_id, inputs.round_id, "candidate-index.faiss")
-        save_index(storage, key, index)
-        artifacts["candidate_index"] = key
+    t = time.monotonic()
+    graph = None
+    if features is not None and len(labels) and len(np.unique(labels)) > 1:
+        from models.learner import PoolGraph
+
+        space = representation_info.get("id") or representation_info.get("kind")
+        graph = WARM.get("graph", digest_of(space, pool_ids), lambda: PoolGraph.build(features))
+    graph_s = time.monotonic() - t
+    # The candidate index is built only for strategies that search it (snn, si, ...).
+    built: dict[str, Any] = {}
+
+    def generative() -> dict[str, Any]:
+        if "index" not in built:
+            built["index"] = (
+                LatentIndex(exact_max=settings.latent_index_exact_max).fit(
+                    latents[candidate_pos], np.arange(len(candidate_pos))
+                )
+                if len(candidate_pos)
+                else None
+            )
+        return {"vae": vae, "candidate_index": built["index"]}
 
     step = run_step(
         pool_x=pool_x,
@@ -340,12 +393,23 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
         seed=inputs.seed,
         device=device,
         latents=latents,
-        generative=lambda: {"vae": vae, "candidate_index": index},
+        generative=generative,
         report=report,
         features=features,
         eval_features=val_features,
         head_validation=True,
+        graph=graph,
     )
+    if built.get("index") is not None:
+        key = artifact_key(inputs.project_id, inputs.round_id, "candidate-index.faiss")
+        save_index(storage, key, built["index"])
+        artifacts["candidate_index"] = key
+    predictions = _predictions(step, features, pool_x, candidate_pos)
+    if predictions is not None:
+        artifacts["predictions"] = artifact_key(inputs.project_id, inputs.round_id, "predictions.npz")
+        buf = io.BytesIO()
+        np.savez_compressed(buf, ids=pool_ids[predictions[0]], predicted=predictions[1], confidence=predictions[2])
+        storage.put(artifacts["predictions"], buf.getvalue())
     selection = step.selection
     for reason in selection.reasons:
         if "predicted_index" in reason:
@@ -358,14 +422,18 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
         "effective_strategy": step.effective_strategy,
         "accuracy": step.accuracy,
         "per_class": dict(zip(inputs.classes, step.per_class, strict=True)) if step.per_class else None,
+        "confusion": step.confusion,
         "vae": vae_info,
         "representation": representation_info,
         "learner": step.learner.info if step.learner is not None else {"mode": "cnn from scratch"},
         "decoded_images": decoded,
+        # What this worker process reused from its previous round instead of rebuilding.
+        "reused": sorted(set(WARM.hits)),
         "timings": {
             "load_s": round(load_s, 3),
             "representation_s": round(representation_s, 3),
             "vae_s": round(vae_s, 3),
+            "graph_s": round(graph_s, 3),
             **{k: round(v, 3) for k, v in step.timings.items()},
             "total_s": round(time.monotonic() - started, 3),
         },
@@ -378,6 +446,28 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
         synthetic=selection.synthetic,
         artifacts=artifacts,
     )
+
+
+def _predictions(
+    step: Any, features: np.ndarray | None, pool_x: np.ndarray, candidate_pos: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(pool positions, predicted class, confidence) of every pool image, for the map's "colour by
+    prediction": the candidates' probabilities are already computed for selection; the rest (labelled,
+    pending in another round, synthetic) are predicted here."""
+    if step.candidate_probabilities is None:
+        return None
+    from models.training import predict_proba
+
+    rest = np.setdiff1d(np.arange(len(pool_x)), candidate_pos)
+    if step.learner is not None and features is not None:
+        others = step.learner.predict_proba(features[rest])
+    elif step.model is not None:
+        others = predict_proba(step.model, pool_x[rest])
+    else:
+        return None
+    probabilities = np.concatenate([step.candidate_probabilities, others])
+    positions = np.concatenate([candidate_pos, rest])
+    return positions, probabilities.argmax(1).astype(np.int16), probabilities.max(1).astype(np.float16)
 
 
 def _request_representation(project_id: int, settings: Settings) -> int | None:
@@ -408,17 +498,19 @@ def _representation(
     storage: Storage,
     device: Any,
     settings: Settings,
-) -> tuple[np.ndarray | None, np.ndarray | None, dict[str, Any]]:
+) -> tuple[np.ndarray | None, np.ndarray | None, dict[str, Any], str | None]:
     """The pool and validation split in the newest ready representation; until one is ready, the
     pixels' principal components; (None, None) for a project without representations or a decoder
     strategy with none ready (the round then uses the VAE and a CNN). Images the representation has not seen
-    are encoded now; a pool that changed by more than the refresh fraction asks for a new one."""
+    are encoded now; a pool that changed by more than the refresh fraction asks for a new one.
+    The last item is the representation's features artifact when the pool features are exactly its
+    rows (the round can point at it instead of storing a copy), else None."""
     from models.representation import encode
     from worker.representation import load_encoder, load_features
 
     project = inputs.settings
     if project.representation == "none":
-        return None, None, {"kind": "vae", "why": "the project turned representations off"}
+        return None, None, {"kind": "vae", "why": "the project turned representations off"}, None
     if not inputs.representation_artifacts:
         requested = None if inputs.representation_active else _request_representation(inputs.project_id, settings)
         why = "none is ready yet; one is training" if inputs.representation_active or requested else "none is ready"
@@ -427,24 +519,35 @@ def _representation(
                 None,
                 None,
                 {"kind": "vae", "why": f"{why}; {inputs.strategy} decodes latents", "requested": requested},
+                None,
             )
         # Nothing heavy on the round's path: until the representation is ready, the pixels' principal
         # components stand in for it (seconds, where a VAE takes minutes on a CPU).
         from models.representation import pixel_pca
 
-        features, val_features = pixel_pca(pool_x, val_x)
-        return features, val_features, {"kind": "pixels-pca", "why": why, "requested": requested}
-    ids, known = load_features(storage, inputs.representation_artifacts["features"])
+        features, val_features = WARM.get(
+            "pixel-pca", digest_of(pool_ids, inputs.validation_ids), lambda: pixel_pca(pool_x, val_x)
+        )
+        return features, val_features, {"kind": "pixels-pca", "why": why, "requested": requested}, None
+    features_key, encoder_key = inputs.representation_artifacts["features"], inputs.representation_artifacts["encoder"]
+    ids, known = WARM.get("features", features_key, lambda: load_features(storage, features_key))
     row_of = {int(image_id): row for row, image_id in enumerate(ids.tolist())}
     missing = [i for i, image_id in enumerate(pool_ids.tolist()) if image_id not in row_of]
-    encoder = load_encoder(storage, inputs.representation_artifacts["encoder"], device)
-    features = np.zeros((len(pool_ids), known.shape[1]), dtype=np.float32)
-    missing_set = set(missing)
-    present = [i for i in range(len(pool_ids)) if i not in missing_set]
-    features[present] = known[[row_of[int(pool_ids[i])] for i in present]]
-    if missing:
-        features[missing] = encode(encoder, pool_x[missing])
-    val_features = encode(encoder, val_x) if len(val_x) else np.zeros((0, known.shape[1]), np.float32)
+    encoder = WARM.get("encoder", f"{encoder_key}@{device}", lambda: load_encoder(storage, encoder_key, device))
+    if not missing and len(ids) == len(pool_ids) and np.array_equal(ids, pool_ids):
+        features = known
+    else:
+        features = np.zeros((len(pool_ids), known.shape[1]), dtype=np.float32)
+        missing_set = set(missing)
+        present = [i for i in range(len(pool_ids)) if i not in missing_set]
+        features[present] = known[[row_of[int(pool_ids[i])] for i in present]]
+        if missing:
+            features[missing] = encode(encoder, pool_x[missing])
+    val_features = WARM.get(
+        "validation",
+        digest_of(encoder_key, inputs.validation_ids),
+        lambda: encode(encoder, val_x) if len(val_x) else np.zeros((0, known.shape[1]), np.float32),
+    )
     gone = len(set(row_of) - set(pool_ids.tolist()))
     changed = (len(missing) + gone) / max(len(ids), 1)
     requested = None
@@ -457,7 +560,7 @@ def _representation(
         "pool_changed": round(changed, 4),
         "refresh_requested": requested,
     }
-    return features, val_features, info
+    return features, val_features, info, features_key if features is known else None
 
 
 def _latent_space(
