@@ -83,3 +83,15 @@ def upload(admin, project_id: int, files: list[tuple[str, bytes]], split: str = 
     if labels is not None:
         multipart.append(("labels", ("labels.csv", labels, "text/csv")))
     return admin.post(f"/projects/{project_id}/images", files=multipart, data={"split": split})
+
+
+def digits_project(  # type: ignore[no-untyped-def]
+    admin, *, members: list[int], pool: np.ndarray, validation: np.ndarray, **settings
+) -> tuple[int, dict[int, str]]:
+    """A digits project with an unlabelled pool and a labelled validation split: (id, pool file names
+    by image id; each name keeps the dataset index, so the true label stays recoverable)."""
+    pid = create_project(admin, members=members, **settings)["id"]
+    upload(admin, pid, [("pool.zip", digits_zip(pool, with_labels=False))])
+    upload(admin, pid, [("val.zip", digits_zip(validation, with_labels=True))], split="validation")
+    listed = admin.get(f"/projects/{pid}/images", params={"per_page": 500, "split": "pool"}).json()["data"]
+    return pid, {i["id"]: i["original_name"] for i in listed}

@@ -17,6 +17,7 @@ from app.core.settings import Settings, get_settings
 RUN_ROUND_TASK = "suggestlab.run_round"
 RUN_SIMULATION_TASK = "suggestlab.run_simulation"
 TRAIN_REPRESENTATION_TASK = "suggestlab.train_representation"
+BUILD_MAP_TASK = "suggestlab.build_map"
 TRAINING_QUEUE = "training"
 LIGHT_QUEUE = "light"
 # Long jobs that no round may wait behind: representation training and simulations.
@@ -43,6 +44,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             RUN_ROUND_TASK: {"queue": TRAINING_QUEUE},
             RUN_SIMULATION_TASK: {"queue": SIMULATION_QUEUE},
             TRAIN_REPRESENTATION_TASK: {"queue": BACKGROUND_QUEUE},
+            BUILD_MAP_TASK: {"queue": LIGHT_QUEUE},
         },
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
@@ -60,6 +62,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "store_processed": False,
             # kombu's default is ./control in whatever folder the process was started from.
             "control_folder": str(dirs["control"]),
+            # The folder is polled; kombu's default of 1 s would add up to a second to every warm
+            # round (listing a small local folder five times a second costs nothing).
+            "polling_interval": 0.2,
         }
     elif settings.broker_url.startswith("redis"):
         # Longer than the longest round (its hard time limit), or Redis would hand an unacknowledged
@@ -90,3 +95,7 @@ def enqueue_representation(representation_id: int) -> None:
 
 def enqueue_simulation(simulation_id: int) -> None:
     _client().send_task(RUN_SIMULATION_TASK, args=[simulation_id], queue=SIMULATION_QUEUE)
+
+
+def enqueue_map(round_id: int) -> None:
+    _client().send_task(BUILD_MAP_TASK, args=[round_id], queue=LIGHT_QUEUE)

@@ -63,6 +63,11 @@ class Round(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     artifacts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The latent map's t-SNE layout: built after the round by a light job, the first time someone
+    # looks (worker.maps); the map shows a PCA projection until then.
+    map_key: Mapped[str | None] = mapped_column(String(500), default=None)
+    map_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    map_error: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class Suggestion(Base):
