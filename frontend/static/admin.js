@@ -12,8 +12,8 @@ export function adminView(root, projects) {
   const fileInput = h("input", { id: "upload-files", type: "file", multiple: true, accept: "image/*,.zip", "aria-label": "Images or zip archives" });
   const labelsInput = h("input", { id: "upload-labels", type: "file", accept: ".csv,text/csv", "aria-label": "Labels CSV (optional)" });
   const split = h("select", { id: "upload-split", name: "split" }, ["pool", "validation", "test"].map((v) => h("option", { value: v }, v)));
-  const drop = h("div.dropzone", { tabindex: "0", role: "button", "aria-label": "Drop images or zip archives here, or press Enter to choose files" },
-    "Drop images or .zip archives here, or click to choose");
+  const drop = h("div.dropzone", { tabindex: "0", role: "button" },
+    "Drop images or .zip archives here, or click (or press Enter) to choose");
   drop.addEventListener("click", () => fileInput.click());
   drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); fileInput.click(); } });
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
@@ -113,10 +113,10 @@ export function adminView(root, projects) {
         h("td", {}, h("select", { "aria-label": `Role of ${u.name}`, onchange: async (e) => {
           try { await api(`/users/${u.id}`, { method: "PATCH", body: { role: e.target.value } }); tokenOut.textContent = `${u.name} is now ${e.target.value}.`; await loadMembers(); } catch (err) { showError(err); await loadUsers(); }
         } }, ["annotator", "engineer", "admin"].map((r) => h("option", { value: r, selected: r === u.role }, r)))),
-        h("td", {}, h("button", { type: "button", "aria-label": `Issue a token for ${u.name}`, onclick: async () => {
+        h("td", {}, h("button", { type: "button", "aria-label": `New token for ${u.name}`, onclick: async () => {
           try { const t = await api(`/users/${u.id}/tokens`, { method: "POST" }); tokenOut.textContent = `Token for ${u.name} (shown once): ${t.token}`; } catch (e) { showError(e); }
         } }, "New token"), " ",
-        h("button", { type: "button", "aria-label": `Add ${u.name} to the selected project`, onclick: async () => {
+        h("button", { type: "button", "aria-label": `Add to project: ${u.name}`, onclick: async () => {
           try { const m = await api(`/projects/${memberProject.value}/members`, { method: "POST", body: { user_id: u.id } }); tokenOut.textContent = m.added ? `${u.name} is now a member.` : `${u.name} was already a member.`; await loadMembers(); } catch (e) { showError(e); }
         } }, "Add to project"), " ",
         h("button", { type: "button", "aria-label": `Show the tokens of ${u.name}`, onclick: () => showTokens(u) }, "Tokens")))));

@@ -1,7 +1,7 @@
 // The engineer's project dashboard: rounds with live progress, trigger/cancel, learning curve,
 // simulation bands, latent map, per-class counts and exports.
 import { api } from "./api.js";
-import { latentMap, lineChart } from "./charts.js";
+import { classColour, confusionTable, latentMap, lineChart } from "./charts.js";
 import { fmtSeconds, h, pct, showError } from "./dom.js";
 
 const ACTIVE = new Set(["queued", "training", "selecting"]);
@@ -11,6 +11,12 @@ export function dashboardView(root, project, me) {
   const curve = h("div.curve");
   const simCurve = h("div.curve");
   const map = h("div");
+  const curveDetail = h("div.curve-detail", { "aria-live": "polite" });
+  const confusion = h("div.confusion-view");
+  const selection = h("section.map-selection", { hidden: true, "aria-label": "Selected images" });
+  const viewer = h("dialog.image-viewer", { "aria-labelledby": "viewer-title" });
+  let mapMode = "status";
+  let mapTimer = null;
   const classCounts = h("table.counts");
   const form = roundForm();
   let timer = null;
@@ -35,9 +41,10 @@ export function dashboardView(root, project, me) {
           h("a.button", { href: `/api/v1/projects/${project.id}/export?format=json`, download: "" }, "Export JSON"), " ",
           h("a.button", { href: `/api/v1/projects/${project.id}/export?format=jsonl`, download: "" }, "JSON Lines"), " ",
           h("a.button", { href: `/api/v1/projects/${project.id}/export?format=imagefolder`, download: "" }, "ImageFolder zip")) : null)),
-    h("h2", {}, "Learning curve"), curve,
+    h("h2", {}, "Learning curve"), h("div.curve-row", {}, curve, curveDetail),
+    h("h2", {}, "Confusion matrix"), confusion,
     h("h2", {}, "Simulated strategies"), me.role !== "annotator" ? simulationForm() : null, simCurve,
-    h("h2", {}, "Latent map"), map));
+    h("h2", {}, "Latent map"), map, selection, viewer));
 
   // Which strategy fits this data? An oracle simulation on the pool's uploaded labels, with live
   // progress and cancel; it runs on its own queue, so rounds never wait behind it.
@@ -149,11 +156,43 @@ export function dashboardView(root, project, me) {
   }
 
   async function drawCurve(rounds) {
-    const points = rounds.filter((r) => r.metrics && r.metrics.accuracy !== null && r.metrics.accuracy !== undefined)
-      .map((r) => ({ x: r.metrics.labels, y: r.metrics.accuracy }));
+    const measured = rounds.filter((r) => r.metrics && r.metrics.accuracy !== null && r.metrics.accuracy !== undefined);
+    const points = measured.map((r) => ({ x: r.metrics.labels, y: r.metrics.accuracy, round: r }));
     curve.replaceChildren(points.length
-      ? lineChart([{ name: "this project", points }], { title: "Validation accuracy vs labels" })
+      ? lineChart([{ name: "this project", points }], { title: "Validation accuracy vs labels", onPoint: (p) => showRound(p.round) })
       : h("p.muted", {}, "Validation accuracy per round appears here once a round has trained on labels (upload a labelled validation split to measure it)."));
+    if (points.length) showRound(measured.at(-1));
+    else curveDetail.replaceChildren();
+    drawConfusion(measured);
+  }
+
+  // A round's accuracy per class, beside the curve: what hovering or arrowing to a point shows.
+  function showRound(r) {
+    const perClass = r.metrics.per_class || {};
+    curveDetail.replaceChildren(h("h3", {}, `Round ${r.index}: ${r.metrics.labels} labels, ${pct(r.metrics.accuracy)}`),
+      h("table.per-class", {}, h("caption.visually-hidden", {}, `Validation accuracy per class, round ${r.index}`),
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "class"), h("th", { scope: "col" }, "accuracy"))),
+        h("tbody", {}, project.classes.map((c) => h("tr", {}, h("th", { scope: "row" }, c),
+          h("td", {}, perClass[c] === null || perClass[c] === undefined ? "no validation images"
+            : h("span.bar-cell", {}, h("span.class-bar", { style: `width:${(perClass[c] * 6).toFixed(2)}rem`, "aria-hidden": "true" }), pct(perClass[c]))))))));
+  }
+
+  function drawConfusion(measured) {
+    const withMatrix = measured.filter((r) => Array.isArray(r.metrics.confusion));
+    if (!withMatrix.length) {
+      confusion.replaceChildren(h("p.muted", {}, "Each round's confusion matrix on the validation split appears here once a round has trained on labels."));
+      return;
+    }
+    const picker = h("select", { id: "confusion-round" }, withMatrix.slice().reverse().map((r) => h("option", { value: String(r.id) }, `Round ${r.index}`)));
+    const table = h("div");
+    const show = () => {
+      const r = withMatrix.find((x) => String(x.id) === picker.value);
+      table.replaceChildren(confusionTable(project.classes, r.metrics.confusion,
+        `Round ${r.index}: rows are the true class, columns the prediction (${pct(r.metrics.accuracy)} correct)`));
+    };
+    picker.addEventListener("change", show);
+    confusion.replaceChildren(h("p.inline", {}, h("label", { for: "confusion-round" }, "Round"), picker), table);
+    show();
   }
 
   async function drawSimulations() {
@@ -180,13 +219,58 @@ export function dashboardView(root, project, me) {
   }
 
   async function drawMap() {
+    clearTimeout(mapTimer);
+    let res;
+    try { res = await api(`/projects/${project.id}/latent-map`); } catch (e) { showError(e); return; }
+    map.replaceChildren(latentMap(res, {
+      mode: mapMode,
+      onMode: (m) => { mapMode = m; drawMap().then(() => document.getElementById("map-colour")?.focus()); },
+      onOpen: openImage,
+      onSelect: showSelection,
+    }));
+    // The t-SNE layout is built after the first request; the map redraws once it is there.
+    if (res.layout_pending) mapTimer = setTimeout(drawMap, 2000);
+  }
+
+  // A region or legend category of the map, opened as a grid of thumbnails in the page.
+  const SHOWN = 120;
+  function showSelection(points, title) {
+    selection.hidden = false;
+    const caption = (p) => p.label ?? (p.predicted ? `${p.predicted}?` : p.status);
+    const tiles = points.slice(0, SHOWN).map((p) => h("li", {}, h("button.tile", {
+      type: "button", "aria-label": `${caption(p)}: open image ${p.image_id}`, onclick: () => openImage(p),
+    }, h("img", { src: `/api/v1/images/${p.image_id}/thumbnail`, alt: "", width: "72", height: "72", loading: "lazy" }),
+    h("span.tile-text", {}, caption(p)))));
+    const heading = h("h3", { tabindex: "-1" }, title);
+    selection.replaceChildren(...[heading,
+      points.length > SHOWN ? h("p.muted", {}, `Showing the first ${SHOWN}.`) : null,
+      points.length ? h("ul.tiles", {}, tiles) : h("p.muted", {}, "No points there."),
+      h("button", { type: "button", onclick: () => { selection.hidden = true; document.querySelector(".latent-map svg")?.focus(); } }, "Close selection")].filter(Boolean));
+    heading.focus();
+  }
+
+  // One image at full size in a modal dialog (Escape closes it), with its labelling history for
+  // engineers and admins.
+  async function openImage(p) {
+    const colour = p.label && project.classes.includes(p.label) ? classColour(project.classes.indexOf(p.label), project.classes.length) : null;
+    const history = h("div");
+    viewer.replaceChildren(h("h3", { id: "viewer-title" }, `Image #${p.image_id}`),
+      h("img.viewer-image", { src: `/api/v1/images/${p.image_id}/file`, alt: `image ${p.image_id}`, width: "224", height: "224" }),
+      h("dl", {}, h("dt", {}, "status"), h("dd", {}, p.status),
+        h("dt", {}, "label"), h("dd", {}, colour ? h("span.swatch", { style: `background:${colour}`, "aria-hidden": "true" }) : null, ` ${p.label ?? "none"}`),
+        p.predicted ? [h("dt", {}, "prediction"), h("dd", {}, `${p.predicted} (${Math.round(p.confidence * 100)}% confident)`)] : null),
+      history,
+      h("form", { method: "dialog" }, h("button", { type: "submit" }, "Close")));
+    if (!viewer.open) viewer.showModal();
+    if (me.role === "annotator" || !p.label) return;
     try {
-      const res = await api(`/projects/${project.id}/latent-map`);
-      map.replaceChildren(latentMap(res.data, { onOpen: (id) => window.open(`/api/v1/images/${id}/file`, "_blank", "noopener") }));
-    } catch (e) { showError(e); }
+      const rows = (await api(`/images/${p.image_id}/annotations`)).data;
+      history.replaceChildren(h("h4", {}, "Labelling history"), h("ol", {}, rows.map((a) => h("li", {},
+        `${a.label} by ${a.annotator ?? "an upload"}, ${new Date(a.created_at).toLocaleString()}${a.current ? " (current)" : ""}`))));
+    } catch (e) { if (e.status !== 404) showError(e); }
   }
 
   refresh();
   drawSimulations();
-  return () => clearTimeout(timer);
+  return () => { clearTimeout(timer); clearTimeout(mapTimer); };
 }

@@ -47,15 +47,17 @@ export function labelView(root, project) {
   const empty = h("div.empty", { role: "status" });
   const classButtons = h("div.classes", { role: "group", "aria-label": "Classes" },
     project.classes.map((c, i) => h("button.class", {
-      type: "button", "aria-label": `Label ${c}${keys[i] ? ` (key ${keys[i]})` : ""}`,
+      // The name is the class (what the button shows); the key is announced as its shortcut.
+      type: "button", "aria-keyshortcuts": keys[i] || null, title: keys[i] ? `Label ${c} (key ${keys[i]})` : `Label ${c}`,
       onclick: () => labelWith(c),
-    }, keys[i] ? h("kbd", {}, keys[i]) : null, " ", c)));
+    }, keys[i] ? h("kbd", { "aria-hidden": "true" }, keys[i]) : null, " ", c)));
   const controls = h("div.controls", {},
-    h("button", { type: "button", onclick: () => move(-1), "aria-label": "Previous image (left arrow)" }, "← Prev"),
-    h("button", { type: "button", onclick: () => skip(), "aria-label": "Skip (S)" }, h("kbd", {}, "S"), " Skip"),
-    h("button", { type: "button", onclick: () => undo(), "aria-label": "Undo last label (Z)" }, h("kbd", {}, "Z"), " Undo"),
-    h("button", { type: "button", onclick: () => toggleGrid(), "aria-label": "Toggle grid mode (G)" }, h("kbd", {}, "G"), " Grid"),
-    h("button", { type: "button", onclick: () => move(1), "aria-label": "Next image (right arrow)" }, "Next →"));
+    // Visible text is the accessible name (WCAG 2.5.3); keys are announced as shortcuts.
+    h("button", { type: "button", onclick: () => move(-1), "aria-keyshortcuts": "ArrowLeft", title: "Previous image (left arrow)" }, h("span", { "aria-hidden": "true" }, "← "), "Previous"),
+    h("button", { type: "button", onclick: () => skip(), "aria-keyshortcuts": "S", title: "Skip (S)" }, h("kbd", { "aria-hidden": "true" }, "S"), " Skip"),
+    h("button", { type: "button", onclick: () => undo(), "aria-keyshortcuts": "Z", title: "Undo the last label or skip (Z)" }, h("kbd", { "aria-hidden": "true" }, "Z"), " Undo"),
+    h("button", { type: "button", onclick: () => toggleGrid(), "aria-keyshortcuts": "G", title: "Toggle grid mode (G)" }, h("kbd", { "aria-hidden": "true" }, "G"), " Grid"),
+    h("button", { type: "button", onclick: () => move(1), "aria-keyshortcuts": "ArrowRight", title: "Next image (right arrow)" }, "Next", h("span", { "aria-hidden": "true" }, " →")));
   const notice = h("p.notice", { role: "status" });
   const help = h("p.help", {}, "Keys: the key on each class button labels · ",
     "S skip · Z/Backspace undo · ←/→ move · G grid (arrows move, Space selects, a class key labels the selection)");

@@ -3,45 +3,14 @@ worker. Screenshots of each page land in test-artifacts/screenshots/."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import ARTIFACTS, IN_CI, LiveService, wait_for_round
-from tests.factories import create_project, digits_zip, mnist, upload
-
-CHROMIUM = os.environ.get("SUGGESTLAB_CHROMIUM", "/usr/bin/chromium")
-SHOTS = ARTIFACTS / "screenshots"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        if IN_CI:
-            pytest.fail(f"chromium not found at {CHROMIUM} (CI=true: failing instead of skipping)")
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield browser
-        browser.close()
+from tests.browser.conftest import SHOTS
+from tests.conftest import LiveService, wait_for_round
+from tests.factories import create_project, digits_project, digits_zip, mnist, upload
 
 
 @pytest.fixture(scope="module")
@@ -356,7 +325,7 @@ def test_admin_manages_members_roles_and_tokens(browser, sqlite_service: LiveSer
     page.select_option("#member-project", str(project["id"]))
     page.wait_for_selector("table.members td:has-text('No members yet')")
     # Add twice: the second time says so instead of claiming a new membership.
-    add = page.get_by_role("button", name=f"Add {name} to the selected project")
+    add = page.get_by_role("button", name=f"Add to project: {name}")
     add.click()
     page.wait_for_selector(f"p.token:has-text('{name} is now a member.')")
     page.wait_for_selector(f"table.members td:has-text('{name}')")
@@ -462,3 +431,105 @@ def test_undo_covers_skips_and_survives_a_reload(browser, sqlite_service: LiveSe
     refused = sqlite_service.client(other).delete(f"/suggestions/{item['suggestion_id']}/skip")
     assert refused.status_code == 409 and "your own" in refused.json()["detail"]
     assert sqlite_service.client(ann).delete(f"/suggestions/{item['suggestion_id']}/skip").status_code == 200
+
+
+def test_engineer_reads_per_class_accuracy_confusion_and_opens_map_regions(
+    browser, sqlite_service: LiveService
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.app.test_method_rounds import _label_suggestions
+
+    eng_id, eng = sqlite_service.new_user("engineer")
+    engineer = sqlite_service.client(eng)
+    pid, names = digits_project(
+        sqlite_service.admin, members=[eng_id], pool=np.arange(2000, 2300), validation=np.arange(2400, 2450)
+    )
+    rounds = []
+    for strategy, batch in (("random", 20), ("margin", 10), ("margin", 10)):
+        created = engineer.post(f"/projects/{pid}/rounds", json={"strategy": strategy, "batch_size": batch})
+        rounds.append(wait_for_round(engineer, created.json()["id"]))
+        assert rounds[-1]["status"] == "ready", rounds[-1]
+        if len(rounds) < 3:
+            _label_suggestions(engineer, sqlite_service, rounds[-1]["id"], names)
+
+    page = _page(browser, sqlite_service, eng)
+    page.goto(f"{sqlite_service.base_url}/#/dashboard/{pid}")
+    # The curve's newest point is described beside it with its accuracy per class; arrow keys on the
+    # chart (one Tab stop) and hovering move between rounds.
+    page.wait_for_selector(".curve-detail h3:has-text('Round 3: 30 labels')")
+    # A round's phase text wraps inside its progress bar instead of being clipped.
+    clipped = page.evaluate(
+        """() => { const t = document.querySelector('table.rounds .progress-text');
+            t.textContent = 'training the task model on 1,000 labels 45%';
+            const bar = t.closest('.progress').getBoundingClientRect(), box = t.getBoundingClientRect();
+            return t.scrollWidth > t.clientWidth || t.scrollHeight > t.clientHeight + 1
+                || box.bottom > bar.bottom + 0.5 || box.right > bar.right + 0.5; }"""
+    )
+    assert clipped is False
+    assert page.locator(".curve-detail .per-class tbody tr").count() == 10
+    per_class = rounds[2]["metrics"]["per_class"]
+    first = next(c for c in per_class if per_class[c] is not None)
+    row = page.locator(f".curve-detail .per-class tbody tr:has(th:text-is('{first}'))")
+    assert row.locator("td").inner_text().strip() == f"{100 * per_class[first]:.1f}%"
+    page.locator(".curve svg[tabindex]").focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_selector(".curve-detail h3:has-text('Round 2: 20 labels')")
+    page.locator(".curve svg .hit").last.hover()
+    page.wait_for_selector(".curve-detail h3:has-text('Round 3')")
+    # The confusion matrix of the chosen round: rows are true classes, its diagonal the correct ones.
+    page.wait_for_selector("table.confusion")
+    for index in (3, 2):
+        page.select_option("#confusion-round", label=f"Round {index}")
+        matrix = rounds[index - 1]["metrics"]["confusion"]
+        page.wait_for_selector(f"table.confusion caption:has-text('Round {index}')")
+        cells = page.locator("table.confusion tbody td").all_inner_texts()
+        assert [int(c) for c in cells] == [v for line in matrix for v in line]
+    assert page.locator("table.confusion td.diagonal").count() == 10
+
+    # The map switches to its t-SNE layout by itself once the worker has built it.
+    page.wait_for_selector(".latent-map[data-layout=tsne]", timeout=90_000)
+    assert page.locator(".map-about").inner_text().startswith("t-SNE layout of the pixel PCA features, round 3.")
+    total = page.locator(".latent-map circle.dot").count()
+    assert total == 300
+    # Colour by prediction: the model's guesses paint the pool in many class colours.
+    page.select_option("#map-colour", "prediction")
+    page.wait_for_selector(".legend[aria-label='Colour legend (prediction)']")
+    fills = set(page.eval_on_selector_all(".latent-map circle.dot", "els => els.map(e => e.getAttribute('fill'))"))
+    assert len(fills) >= 5
+    page.screenshot(path=str(SHOTS / "dashboard-map.png"), full_page=True)
+    # Colour by label; a legend button opens that class as a grid of thumbnails in the page.
+    page.select_option("#map-colour", "label")
+    page.wait_for_selector(".legend[aria-label='Colour legend (label)']")
+    labels = [r["label"] for r in _annotations(engineer, pid)]
+    top = max(set(labels), key=labels.count)
+    page.click(f".legend-item[data-category='{top}']")
+    page.wait_for_selector(f".map-selection h3:has-text('{labels.count(top)} images: label {top}')")
+    assert page.locator(".map-selection .tile").count() == labels.count(top)
+    # A tile opens the image in a dialog with its labelling history; Escape closes it.
+    page.locator(".map-selection .tile").first.click()
+    page.wait_for_selector("dialog.image-viewer[open] img.viewer-image")
+    page.wait_for_selector(f"dialog.image-viewer li:has-text('{top} by')")
+    page.screenshot(path=str(SHOTS / "dashboard-map-viewer.png"))
+    page.keyboard.press("Escape")
+    page.wait_for_selector("dialog.image-viewer", state="hidden")
+
+    # Box selection: dragging across the left half of the map opens exactly the points drawn there.
+    page.locator(".latent-map svg").scroll_into_view_if_needed()
+    svg = page.locator(".latent-map svg").bounding_box()
+    assert svg
+    cut = svg["x"] + svg["width"] / 2
+    inside = page.evaluate(
+        """([x0, y0, x1, y1]) => [...document.querySelectorAll('.latent-map circle.dot')].filter((c) => {
+            const b = c.getBoundingClientRect(), x = b.x + b.width / 2, y = b.y + b.height / 2;
+            return x >= x0 && x <= x1 && y >= y0 && y <= y1; }).length""",
+        [svg["x"] + 6, svg["y"] + 6, cut, svg["y"] + svg["height"] - 6],
+    )
+    assert 0 < inside < total
+    # From just inside the top-left corner (the chart's corners are rounded) to the middle, bottom.
+    page.mouse.move(svg["x"] + 6, svg["y"] + 6)
+    page.mouse.down()
+    page.mouse.move(cut - 20, svg["y"] + svg["height"] / 2, steps=5)
+    page.mouse.move(cut, svg["y"] + svg["height"] - 6, steps=5)
+    page.mouse.up()
+    heading = page.locator(".map-selection h3").inner_text()
+    assert heading == f"{inside} images in the selected region", (heading, inside)
+    assert page.locator(".map-selection .tile").count() == min(inside, 120)
