@@ -1,8 +1,13 @@
 """API latency under load: 20 annotators leasing (`next`) and labelling one round while the next round
-trains, on SQLite (embedded broker) and on PostgreSQL + Redis. Loopback only, bounded in time.
+and the project's representation (SimCLR on the pool) train, on SQLite (embedded broker) and on
+PostgreSQL + Redis. Loopback only, bounded in time.
 
     python benchmarks/api_load.py                      # both backends
     python benchmarks/api_load.py --backends sqlite --seconds 30
+    python benchmarks/api_load.py --backends postgres --api-workers 2 --think-ms 500
+
+`--think-ms` is the pause between an annotator's labels (a person looks at the image); 0 makes every
+annotator a client that never waits, which measures a saturated server rather than latency.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import argparse
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -58,7 +64,9 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values) * 1000, q)) if values else float("nan")
 
 
-def run_backend(backend: str, annotators: int, seconds: float) -> dict[str, object]:
+def run_backend(
+    backend: str, annotators: int, seconds: float, api_workers: int = 1, think_ms: float = 0
+) -> dict[str, object]:
     tmp = Path(tempfile.mkdtemp(prefix=f"suggestlab-load-{backend}-"))
     env = {**os.environ, "SUGGESTLAB_DATA_DIR": str(tmp), "SUGGESTLAB_ENVIRONMENT": "test"}
     cleanup = []
@@ -79,23 +87,29 @@ def run_backend(backend: str, annotators: int, seconds: float) -> dict[str, obje
         cleanup.append(drop)
     port = free_port()
     admin = cli(env, "create-user", "--name", "admin", "--role", "admin")
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--log-level", "warning"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    ]
-    if backend == "postgres":
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "worker", "--log-level", "warning"],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+    # One process with its embedded workers (the demo's way), or the compose file's way: uvicorn with
+    # several worker processes and the Celery worker beside it.
+    serve = (
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--log-level", "warning"]
+        if api_workers == 1
+        else [
+            sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--port", str(port),
+            "--workers", str(api_workers), "--log-level", "warning",
+        ]
+    )  # fmt: skip
+    procs = [subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    if backend == "postgres" or api_workers > 1:
+        # As compose runs them: rounds in one worker, representation training in another.
+        for queues in ("training,light", "background,simulations"):
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "app.cli", "worker", "--queues", queues, "--log-level", "warning"],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,  # its pool children go with it (killpg below)
+                )
             )
-        )
     api = f"http://127.0.0.1:{port}/api/v1"
     try:
         wait_healthy(port)
@@ -105,7 +119,7 @@ def run_backend(backend: str, annotators: int, seconds: float) -> dict[str, obje
         project = client.post("/projects", json={"name": "load", "classes": data.classes}).json()
         pid = project["id"]
         client.post(
-            f"/projects/{pid}/images", files={"files": ("pool.zip", to_zip(data, order[:3000], with_labels=False))}
+            f"/projects/{pid}/images", files={"files": ("pool.zip", to_zip(data, order[:4000], with_labels=False))}
         )
         client.post(
             f"/projects/{pid}/images",
@@ -117,21 +131,26 @@ def run_backend(backend: str, annotators: int, seconds: float) -> dict[str, obje
             user = client.post("/users", json={"name": f"annotator-{i}", "role": "annotator"}).json()
             client.post(f"/projects/{pid}/members", json={"user_id": user["id"]})
             tokens.append(client.post(f"/users/{user['id']}/tokens").json()["token"])
-        first = client.post(f"/projects/{pid}/rounds", json={"strategy": "random", "batch_size": 2000}).json()
+        first = client.post(f"/projects/{pid}/rounds", json={"strategy": "random", "batch_size": 1500}).json()
         while client.get(f"/rounds/{first['id']}").json()["status"] != "ready":
             time.sleep(0.5)
         # Label a few so the next round has something to train on, then start it: it trains during the load.
         seed_items = client.post(f"/projects/{pid}/next", json={"limit": 50}).json()["data"]
         for item in seed_items:
             client.post(f"/images/{item['image_id']}/annotations", json={"label": "1"})
-        # close_open: annotators keep labelling the open batch while this round trains.
-        body = {"strategy": "entropy", "batch_size": 100, "close_open": True}
+        # close_open: annotators keep labelling the open batch while this round trains; its batch is
+        # large too, so labelling goes on after it replaces the open one. A representation trains
+        # throughout (the upload queued one; a second request is refused while it runs).
+        client.post(f"/projects/{pid}/representations")
+        body = {"strategy": "entropy", "batch_size": 2000, "close_open": True}
         training = client.post(f"/projects/{pid}/rounds", json=body).json()
 
         timings: dict[str, list[float]] = {"next": [], "label": []}
+        started: dict[str, list[float]] = {"next": [], "label": []}  # when each call began (s into the run)
         failures: list[int] = []
         lock = threading.Lock()
         stop_at = time.monotonic() + seconds
+        begin = time.monotonic()
 
         def annotator(token: str) -> None:
             with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {token}"}, timeout=30) as c:
@@ -140,18 +159,23 @@ def run_backend(backend: str, annotators: int, seconds: float) -> dict[str, obje
                     r = c.post(f"/projects/{pid}/next", json={"limit": 5})
                     with lock:
                         timings["next"].append(time.perf_counter() - t)
+                        started["next"].append(time.monotonic() - begin)
                     if r.status_code != 200:
                         failures.append(r.status_code)
                         continue
+                    if not r.json()["data"]:
+                        time.sleep(think_ms / 1000)  # a person sees "nothing to label" and waits
                     for item in r.json()["data"]:
                         t = time.perf_counter()
                         lr = c.post(f"/images/{item['image_id']}/annotations", json={"label": "3", "duration_ms": 500})
                         with lock:
                             timings["label"].append(time.perf_counter() - t)
+                            started["label"].append(time.monotonic() - begin)
                         if lr.status_code not in (200, 201):
                             failures.append(lr.status_code)
                         if time.monotonic() > stop_at:
                             return
+                        time.sleep(think_ms / 1000)
 
         threads = [threading.Thread(target=annotator, args=(tok,)) for tok in tokens]
         for th in threads:
@@ -159,8 +183,11 @@ def run_backend(backend: str, annotators: int, seconds: float) -> dict[str, obje
         for th in threads:
             th.join()
         round_state = client.get(f"/rounds/{training['id']}").json()
+        representation = client.get(f"/projects/{pid}/representations").json()["data"]
         return {
             "backend": backend,
+            "api_workers": api_workers,
+            "think_ms": think_ms,
             "annotators": annotators,
             "seconds": seconds,
             "requests": {k: len(v) for k, v in timings.items()},
@@ -168,14 +195,36 @@ def run_backend(backend: str, annotators: int, seconds: float) -> dict[str, obje
             "p95_ms": {k: round(percentile(v, 95), 1) for k, v in timings.items()},
             # 403s are expected: when the concurrently training round becomes ready it replaces the
             # open batch, and items leased from the old batch can no longer be labelled by annotators.
+            # The same without the first 2 s, when 20 annotators arrive together at a server whose
+            # database connections are not open yet (each API process opens its pool then).
+            "steady_p95_ms": {
+                k: round(percentile([d for d, at in zip(v, started[k], strict=True) if at >= 2.0], 95), 1)
+                for k, v in timings.items()
+            },
+            # The slowest calls and when they came (seconds into the run): a burst at the start or at
+            # the moment the training round replaced the open batch reads differently from a steady tail.
+            "slowest": {
+                k: [[round(started[k][i], 1), round(1000 * v[i], 1)] for i in np.argsort(v)[::-1][:10]]
+                for k, v in timings.items()
+            },
             "failures_by_status": {str(code): failures.count(code) for code in sorted(set(failures))},
             "concurrent_round_status_at_end": f"{round_state['status']} ({round_state['phase']})",
+            "representation_status_at_end": representation[0]["status"] if representation else None,
         }
     finally:
         for proc in procs:
             proc.terminate()
         for proc in procs:
-            proc.wait(30)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                # A worker's warm shutdown waits for the representation it is training: stop it, with
+                # its pool children when it leads its own process group.
+                if proc.pid == os.getpgid(proc.pid):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                else:
+                    proc.kill()
+                proc.wait()
         for fn in cleanup:
             fn()
 
@@ -185,9 +234,13 @@ def main() -> int:
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--annotators", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=45)
+    parser.add_argument("--api-workers", type=int, default=1, help="uvicorn worker processes (compose runs 4)")
+    parser.add_argument("--think-ms", type=float, default=0, help="pause between an annotator's labels")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "api_load.json"))
     args = parser.parse_args()
-    results = [run_backend(b, args.annotators, args.seconds) for b in args.backends.split(",")]
+    results = [
+        run_backend(b, args.annotators, args.seconds, args.api_workers, args.think_ms) for b in args.backends.split(",")
+    ]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/api_load.py " + " ".join(sys.argv[1:])

@@ -62,8 +62,9 @@ def _lease_is_free(user: User, now):  # type: ignore[no-untyped-def]
 def lease_next(session: Session, *, round_: Round, user: User, limit: int, lease_seconds: int) -> list[Suggestion]:
     """Leases up to `limit` pending suggestions to `user`, their own live leases first.
 
-    Each claim is a conditional UPDATE, so two annotators asking at the same moment can never
-    both win the same item, on SQLite or PostgreSQL alike.
+    Two annotators asking at the same moment can never both win the same item: on PostgreSQL the
+    free items are locked with SKIP LOCKED (each caller takes different rows without waiting), on
+    SQLite each claim is a conditional UPDATE.
     """
     now = utcnow()
     expires = now + timedelta(seconds=lease_seconds)
@@ -76,10 +77,31 @@ def lease_next(session: Session, *, round_: Round, user: User, limit: int, lease
         )
     )
     claimed: list[int] = []
-    for suggestion_id in mine:
-        session.execute(update(Suggestion).where(Suggestion.id == suggestion_id).values(lease_expires_at=expires))
-        claimed.append(suggestion_id)
-    while len(claimed) < limit:
+    if mine:
+        session.execute(update(Suggestion).where(Suggestion.id.in_(mine)).values(lease_expires_at=expires))
+        claimed.extend(mine)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres and len(claimed) < limit:
+        # Row locks taken with SKIP LOCKED: annotators asking at the same moment lease different
+        # items at once instead of queueing on each other's rows (PostgreSQL re-checks the WHERE
+        # clause on the rows it locks, so a lease taken meanwhile is never overwritten).
+        free = list(
+            session.scalars(
+                base.where(_lease_is_free(user, now), Suggestion.id.not_in(claimed or [-1]))
+                .order_by(Suggestion.rank)
+                .limit(limit - len(claimed))
+                .with_for_update(skip_locked=True)
+            )
+        )
+        if free:
+            session.execute(
+                update(Suggestion)
+                .where(Suggestion.id.in_(free))
+                .values(lease_holder_id=user.id, lease_expires_at=expires)
+            )
+            claimed.extend(free)
+    while not postgres and len(claimed) < limit:
+        # SQLite (one writer at a time): each claim is a conditional UPDATE, retried past lost races.
         free = list(
             session.scalars(
                 base.where(_lease_is_free(user, now), Suggestion.id.not_in(claimed or [-1]))
