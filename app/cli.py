@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Sequence
 
 from app.core.settings import Settings, get_settings
@@ -46,19 +48,71 @@ def start_worker_process(settings: Settings, queues: str = "training,light", nic
     )
 
 
-def start_embedded_workers(settings: Settings) -> list[subprocess.Popen[bytes]]:
-    """Rounds in one worker; representation training and simulations in a second, niced one, so a
-    round never waits behind either and the API keeps its share of the CPU."""
-    return [start_worker_process(settings), start_worker_process(settings, "background,simulations", nice=10)]
+class EmbeddedWorkers:
+    """The embedded worker processes, watched: one that exits on its own (a crash, the OOM killer)
+    is started again, so queued rounds do not wait forever behind a worker that is gone. A worker
+    that keeps dying at start-up is retried with a growing pause (up to a minute)."""
+
+    # Rounds in one worker; representation training and simulations in a second, niced one, so a
+    # round never waits behind either and the API keeps its share of the CPU.
+    GROUPS: tuple[tuple[str, int], ...] = (("training,light", 0), ("background,simulations", 10))
+
+    def __init__(self, settings: Settings, *, check_every: float = 2.0) -> None:
+        self._settings = settings
+        self._check_every = check_every
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self.processes = {group: start_worker_process(settings, *group) for group in self.GROUPS}
+        self._started = {group: time.monotonic() for group in self.GROUPS}
+        self._pause = dict.fromkeys(self.GROUPS, 1.0)
+        self.restarts = 0
+        self._watch = threading.Thread(target=self._watch_loop, name="embedded-worker-watch", daemon=True)
+        self._watch.start()
+
+    def _watch_loop(self) -> None:
+        while not self._stopping.wait(self._check_every):
+            for group in self.GROUPS:
+                with self._lock:
+                    if self._stopping.is_set():
+                        return
+                    code = self.processes[group].poll()
+                    if code is None:
+                        continue
+                    # A worker that ran a while gets a quick restart; one that dies at once backs off.
+                    lived = time.monotonic() - self._started[group]
+                    pause = 1.0 if lived > 60 else min(60.0, self._pause[group] * 2)
+                    self._pause[group] = pause
+                print(
+                    f"suggestlab: the worker for queues {group[0]} exited (code {code}); starting it again "
+                    f"in {pause:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                if self._stopping.wait(pause):
+                    return
+                with self._lock:
+                    if self._stopping.is_set():
+                        return
+                    self.processes[group] = start_worker_process(self._settings, *group)
+                    self._started[group] = time.monotonic()
+                    self.restarts += 1
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping.set()
+        for process in self.processes.values():
+            stop_worker_process(process)
+
+
+def start_embedded_workers(settings: Settings) -> EmbeddedWorkers:
+    return EmbeddedWorkers(settings)
 
 
 def _raise_keyboard_interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run_server_with_worker(
-    app: object, host: str, port: int, log_level: str, workers: list[subprocess.Popen[bytes]]
-) -> None:
+def run_server_with_worker(app: object, host: str, port: int, log_level: str, workers: EmbeddedWorkers | None) -> None:
     import uvicorn
 
     # uvicorn re-raises SIGTERM after its graceful shutdown; turned into KeyboardInterrupt here, it
@@ -69,8 +123,8 @@ def run_server_with_worker(
     except KeyboardInterrupt:
         pass
     finally:
-        for worker in workers:
-            stop_worker_process(worker)
+        if workers is not None:
+            workers.stop()
 
 
 def stop_worker_process(worker: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -92,7 +146,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = get_settings()
     if settings.auto_migrate:
         upgrade(settings)
-    workers = start_embedded_workers(settings) if settings.runs_embedded_worker and not args.no_worker else []
+    workers = start_embedded_workers(settings) if settings.runs_embedded_worker and not args.no_worker else None
     run_server_with_worker(create_app(), args.host, args.port, args.log_level, workers)
     return 0
 

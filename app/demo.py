@@ -30,7 +30,7 @@ def run_demo(*, host: str, port: int, dataset: str, batch_size: int) -> int:
         warnings.filterwarnings("ignore", message=".*starlette.testclient.*")
         from fastapi.testclient import TestClient
 
-    from app.cli import run_server_with_worker, start_embedded_workers, stop_worker_process
+    from app.cli import run_server_with_worker, start_embedded_workers
     from app.core.db import session_scope
     from app.core.migrate import upgrade
     from app.datasets import load_dataset, split_indices, to_zip
@@ -39,7 +39,7 @@ def run_demo(*, host: str, port: int, dataset: str, batch_size: int) -> int:
     from app.users.orm import Role
 
     upgrade(settings)
-    workers = start_embedded_workers(settings) if settings.runs_embedded_worker else []
+    workers = start_embedded_workers(settings) if settings.runs_embedded_worker else None
     try:
         tokens: dict[str, str] = {}
         ids: dict[str, int] = {}
@@ -105,8 +105,8 @@ def run_demo(*, host: str, port: int, dataset: str, batch_size: int) -> int:
         )
         print("Press Ctrl-C to stop the server and its worker.\n", flush=True)
     except BaseException:
-        for worker in workers:
-            stop_worker_process(worker)
+        if workers is not None:
+            workers.stop()
         raise
     run_server_with_worker(create_app(), host, port, "warning", workers)
     return 0

@@ -12,6 +12,7 @@ from typing import Any
 
 from celery import Celery
 
+from app.core.broker import TRANSPORT as BROKER_TRANSPORT
 from app.core.settings import Settings, get_settings
 
 RUN_ROUND_TASK = "suggestlab.run_round"
@@ -55,6 +56,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         dirs = embedded_broker_dirs(settings)
         for path in dirs.values():
             path.mkdir(parents=True, exist_ok=True)
+        # kombu's own filesystem transport can hand a worker a half-written message (app/core/broker.py).
+        config["broker_transport"] = BROKER_TRANSPORT
         config["broker_transport_options"] = {
             "data_folder_in": str(dirs["queue"]),
             "data_folder_out": str(dirs["queue"]),
