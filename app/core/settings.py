@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "dev-insecure-secret-change-me"
@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     max_zip_entries: int = 50_000
     max_zip_uncompressed_bytes: int = 2 * 1024 * 1024 * 1024
     max_zip_ratio: float = 250.0
+    # Processes that decode and hash uploaded images (0: one per spare core, at most 8, none below
+    # 4 cores; 1: none, the request's own thread does it).
+    ingest_processes: int = Field(default=0, ge=0, le=64)
     # Every request body that is not an upload is small JSON; this bounds what an unauthenticated
     # client can make the server hold in memory.
     max_json_bytes: int = 1024 * 1024

@@ -1,16 +1,14 @@
 """Turning uploaded files and zip archives into verified, deduplicated image rows.
 
 Every file gets a verdict of its own: a bad entry is reported and skipped, never aborting the good
-ones. Each accepted image is inserted in its own savepoint, so a failure leaves no half-written row.
+ones. Accepted images are inserted in savepoints, so a failure leaves no half-written row.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import stat
-import warnings
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +16,6 @@ from pathlib import PurePosixPath
 from typing import BinaryIO
 
 from PIL import Image as PILImage
-from PIL import UnidentifiedImageError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -26,17 +23,15 @@ from sqlalchemy.orm import Session
 from app.core.settings import Settings
 from app.images.orm import Image, Split
 from app.images.schemas import Duplicate, Rejected, UploadReport
+from app.images.verify import ALLOWED_FORMATS, Limits, VerifiedImage, default_processes, verify_pool
 from app.projects.orm import Project
 from app.storage import Storage
 from app.users.orm import User
 
-# Pillow format name -> file extension and content type served back.
-ALLOWED_FORMATS: dict[str, tuple[str, str]] = {
-    "PNG": ("png", "image/png"),
-    "JPEG": ("jpg", "image/jpeg"),
-    "WEBP": ("webp", "image/webp"),
-    "BMP": ("bmp", "image/bmp"),
-}
+# Images are verified, deduplicated and inserted in runs of this many (or this many bytes): enough
+# for a pool of processes and one bulk insert to pay off, few enough to keep memory bounded.
+CHUNK_IMAGES = 1024
+CHUNK_BYTES = 64 * 1024 * 1024
 ARCHIVE_SUFFIXES = {".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".zst"}
 LABELS_FILE = "labels.csv"
 
@@ -178,39 +173,6 @@ def _zip_candidates(
         yield Candidate(name=name, data=data), labels
 
 
-@dataclass
-class VerifiedImage:
-    format: str
-    width: int
-    height: int
-
-
-def verify_image(data: bytes, settings: Settings) -> VerifiedImage:
-    """Decodes the whole image; raises ValueError with a user-facing reason if it is unusable."""
-    if len(data) > settings.max_file_bytes:
-        raise ValueError(f"file too large ({len(data)} bytes > {settings.max_file_bytes})")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
-            with PILImage.open(io.BytesIO(data)) as img:
-                fmt = img.format or ""
-                if fmt not in ALLOWED_FORMATS:
-                    raise ValueError(f"unsupported image format {fmt or 'unknown'}; allowed: PNG, JPEG, WEBP, BMP")
-                width, height = img.size
-                if width * height > settings.max_image_pixels:
-                    raise ValueError(
-                        f"image too large: {width}x{height} pixels exceeds the limit of {settings.max_image_pixels}"
-                    )
-                img.load()
-    except UnidentifiedImageError as exc:
-        raise ValueError("not an image (could not be decoded)") from exc
-    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
-        raise ValueError("image too large (decompression bomb)") from exc
-    except (OSError, SyntaxError, EOFError) as exc:
-        raise ValueError(f"corrupt image: {exc}") from exc
-    return VerifiedImage(format=fmt, width=width, height=height)
-
-
 def _candidates(
     files: list[tuple[str, BinaryIO]], settings: Settings, report: UploadReport
 ) -> Iterator[tuple[Candidate, dict[str, str]]]:
@@ -224,6 +186,22 @@ def _candidates(
             yield Candidate(name=name, data=data), {}
 
 
+def _chunks(
+    candidates: Iterator[tuple[Candidate, dict[str, str]]],
+) -> Iterator[list[tuple[Candidate, dict[str, str]]]]:
+    """Runs of candidates, at most CHUNK_IMAGES of them and about CHUNK_BYTES of bytes."""
+    chunk: list[tuple[Candidate, dict[str, str]]] = []
+    size = 0
+    for item in candidates:
+        chunk.append(item)
+        size += len(item[0].data)
+        if len(chunk) >= CHUNK_IMAGES or size >= CHUNK_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
 def ingest(
     session: Session,
     storage: Storage,
@@ -235,65 +213,121 @@ def ingest(
     labels: dict[str, str] | None,
     user: User | None,
 ) -> UploadReport:
+    """Verifies, deduplicates, stores and inserts in runs of images: each run is decoded and hashed in
+    a pool of processes, checked against the project in one query, written to storage by a few
+    threads and inserted in one savepoint (row by row only when a concurrent upload of the same
+    bytes got there first)."""
     report = UploadReport()
     classes = set(project.classes)
     seen: dict[str, int] = {}
     named: set[str] = set()
-    for candidate, archive_labels in _candidates(files, settings, report):
-        name = candidate.name
-        named.update((name, PurePosixPath(name).name))
-        try:
-            verified = verify_image(candidate.data, settings)
-        except ValueError as exc:
-            report.rejected.append(Rejected(file=name, reason=str(exc)))
-            continue
-        label = _label_for(name, labels or {}) or _label_for(name, archive_labels)
-        if label is not None and label not in classes:
-            report.rejected.append(Rejected(file=name, reason=f"unknown label {label!r}; not a project class"))
-            continue
-        if label is None and split != Split.pool:
-            report.rejected.append(
-                Rejected(file=name, reason=f"{split.value} images need a label (send a `labels` CSV)")
-            )
-            continue
-        digest = hashlib.sha256(candidate.data).hexdigest()
-        existing = seen.get(digest) or session.scalar(
-            select(Image.id).where(Image.project_id == project.id, Image.sha256 == digest)
-        )
-        if existing:
-            report.duplicates.append(Duplicate(file=name, image_id=existing))
-            continue
-        ext = ALLOWED_FORMATS[verified.format][0]
-        key = f"projects/{project.id}/images/{digest}.{ext}"
-        # Content-addressed key: writing it again is harmless, and an object left behind by a
-        # rolled-back request is simply reused by the next upload of the same bytes.
-        storage.put(key, candidate.data)
-        image = Image(
-            project_id=project.id,
-            storage_key=key,
-            sha256=digest,
-            format=verified.format,
-            width=verified.width,
-            height=verified.height,
-            original_name=name[:500],
-            split=split.value,
-            ground_truth=label,
-            uploaded_by_id=user.id if user else None,
-        )
-        try:
-            with session.begin_nested():
-                session.add(image)
-        except IntegrityError:
-            # A concurrent upload inserted the same bytes first.
-            other = session.scalar(select(Image.id).where(Image.project_id == project.id, Image.sha256 == digest))
-            report.duplicates.append(Duplicate(file=name, image_id=other or 0))
-            continue
-        seen[digest] = image.id
-        report.accepted.append(image.id)
+    limits = Limits(max_file_bytes=settings.max_file_bytes, max_image_pixels=settings.max_image_pixels)
+    pool = verify_pool(settings.ingest_processes or default_processes())
+    for chunk in _chunks(_candidates(files, settings, report)):
+        verdicts = pool.verdicts([candidate.data for candidate, _ in chunk], limits)
+        accepted: list[tuple[Candidate, VerifiedImage, str | None]] = []
+        for (candidate, archive_labels), verdict in zip(chunk, verdicts, strict=True):
+            name = candidate.name
+            named.update((name, PurePosixPath(name).name))
+            if isinstance(verdict, str):
+                report.rejected.append(Rejected(file=name, reason=verdict))
+                continue
+            label = _label_for(name, labels or {}) or _label_for(name, archive_labels)
+            if label is not None and label not in classes:
+                report.rejected.append(Rejected(file=name, reason=f"unknown label {label!r}; not a project class"))
+                continue
+            if label is None and split != Split.pool:
+                report.rejected.append(
+                    Rejected(file=name, reason=f"{split.value} images need a label (send a `labels` CSV)")
+                )
+                continue
+            accepted.append((candidate, verdict, label))
+        _store_run(session, storage, project, split, user, accepted, seen, report)
     # A labels row that names no uploaded file is reported, never silently dropped.
     unused = sorted(n for n in (labels or {}) if n not in named)
     report.unused_labels, report.unused_label_count = unused[:100], len(unused)
     return report
+
+
+def _store_run(
+    session: Session,
+    storage: Storage,
+    project: Project,
+    split: Split,
+    user: User | None,
+    run: list[tuple[Candidate, VerifiedImage, str | None]],
+    seen: dict[str, int],
+    report: UploadReport,
+) -> None:
+    digests = list({verified.sha256 for _, verified, _ in run} - seen.keys())
+    stored: dict[str, int] = {}
+    for start in range(0, len(digests), 500):  # under every database's bound-parameter limit
+        part = digests[start : start + 500]
+        query = select(Image.sha256, Image.id).where(Image.project_id == project.id, Image.sha256.in_(part))
+        stored.update((digest, image_id) for digest, image_id in session.execute(query))
+    new: dict[str, tuple[Candidate, dict[str, object]]] = {}  # digest -> (file, the row's columns)
+    repeats: list[tuple[str, str]] = []  # (file, digest) of bytes met earlier in this run
+    for candidate, verified, label in run:
+        existing = seen.get(verified.sha256) or stored.get(verified.sha256)
+        if existing:
+            report.duplicates.append(Duplicate(file=candidate.name, image_id=existing))
+        elif verified.sha256 in new:
+            repeats.append((candidate.name, verified.sha256))
+        else:
+            ext = ALLOWED_FORMATS[verified.format][0]
+            new[verified.sha256] = (
+                candidate,
+                dict(
+                    project_id=project.id,
+                    # Content-addressed key: writing it again is harmless, and an object left behind by
+                    # a rolled-back request is simply reused by the next upload of the same bytes.
+                    storage_key=f"projects/{project.id}/images/{verified.sha256}.{ext}",
+                    sha256=verified.sha256,
+                    format=verified.format,
+                    width=verified.width,
+                    height=verified.height,
+                    original_name=candidate.name[:500],
+                    split=split.value,
+                    ground_truth=label,
+                    uploaded_by_id=user.id if user else None,
+                ),
+            )
+    if new:
+        storage.put_many((str(columns["storage_key"]), candidate.data) for candidate, columns in new.values())
+        images = [Image(**columns) for _, columns in new.values()]
+        try:
+            with session.begin_nested():
+                session.add_all(images)
+        except IntegrityError:
+            # A concurrent upload inserted some of these bytes first: row by row, each in a savepoint.
+            for candidate, columns in new.values():
+                _insert_one(session, project, candidate, columns, seen, report)
+        else:
+            for image in images:
+                seen[image.sha256] = image.id
+                report.accepted.append(image.id)
+    for name, digest in repeats:
+        report.duplicates.append(Duplicate(file=name, image_id=seen.get(digest, 0)))
+
+
+def _insert_one(
+    session: Session,
+    project: Project,
+    candidate: Candidate,
+    columns: dict[str, object],
+    seen: dict[str, int],
+    report: UploadReport,
+) -> None:
+    image = Image(**columns)
+    try:
+        with session.begin_nested():
+            session.add(image)
+    except IntegrityError:
+        other = session.scalar(select(Image.id).where(Image.project_id == project.id, Image.sha256 == image.sha256))
+        report.duplicates.append(Duplicate(file=candidate.name, image_id=other or 0))
+        return
+    seen[image.sha256] = image.id
+    report.accepted.append(image.id)
 
 
 def content_type(image: Image) -> str:
