@@ -213,16 +213,38 @@ def ingest(
     labels: dict[str, str] | None,
     user: User | None,
 ) -> UploadReport:
-    """Verifies, deduplicates, stores and inserts in runs of images: each run is decoded and hashed in
-    a pool of processes, checked against the project in one query, written to storage by a few
-    threads and inserted in one savepoint (row by row only when a concurrent upload of the same
-    bytes got there first)."""
+    """The whole upload in the caller's transaction; the report once every file has its verdict."""
     report = UploadReport()
+    for _ in ingest_runs(
+        session, storage, settings, report, project=project, files=files, split=split, labels=labels, user=user
+    ):
+        pass
+    return report
+
+
+def ingest_runs(
+    session: Session,
+    storage: Storage,
+    settings: Settings,
+    report: UploadReport,
+    *,
+    project: Project,
+    files: list[tuple[str, BinaryIO]],
+    split: Split,
+    labels: dict[str, str] | None,
+    user: User | None,
+) -> Iterator[int]:
+    """Verifies, deduplicates, stores and inserts in runs of images, filling `report` and yielding the
+    number of files looked at after each run (a caller may commit there). Each run is decoded and
+    hashed (in a pool of processes where cores are spare), checked against the project in one
+    query, stored, and inserted in one savepoint (row by row only when a concurrent upload of the
+    same bytes got there first)."""
     classes = set(project.classes)
     seen: dict[str, int] = {}
     named: set[str] = set()
     limits = Limits(max_file_bytes=settings.max_file_bytes, max_image_pixels=settings.max_image_pixels)
     pool = verify_pool(settings.ingest_processes or default_processes())
+    processed = 0
     for chunk in _chunks(_candidates(files, settings, report)):
         verdicts = pool.verdicts([candidate.data for candidate, _ in chunk], limits)
         accepted: list[tuple[Candidate, VerifiedImage, str | None]] = []
@@ -243,10 +265,11 @@ def ingest(
                 continue
             accepted.append((candidate, verdict, label))
         _store_run(session, storage, project, split, user, accepted, seen, report)
+        processed += len(chunk)
+        yield processed
     # A labels row that names no uploaded file is reported, never silently dropped.
     unused = sorted(n for n in (labels or {}) if n not in named)
     report.unused_labels, report.unused_label_count = unused[:100], len(unused)
-    return report
 
 
 def _store_run(

@@ -32,11 +32,16 @@ export function adminView(root, projects) {
     progress.hidden = false;
     report.replaceChildren(h("p", {}, `Uploading ${files.length} file(s)…`));
     try {
+      const text = progress.querySelector(".progress-text");
       const res = await upload(`/projects/${projectSelect.value}/images`, form, (f) => {
         bar.style.width = `${Math.round(f * 100)}%`;
-        progress.querySelector(".progress-text").textContent = f < 1 ? `${Math.round(f * 100)}% sent` : "processing…";
+        text.textContent = f < 1 ? `${Math.round(f * 100)}% sent` : "processing…";
+      }, (run) => {
+        // Each line is a run already stored: a long upload shows it is moving, file count by file count.
+        text.textContent = `processing: ${run.processed} files checked, ${run.accepted} stored, ` +
+          `${run.duplicates} duplicates, ${run.rejected} rejected`;
       });
-      progress.querySelector(".progress-text").textContent = "done";
+      text.textContent = "done";
       report.replaceChildren(...[
         h("p.report-summary", {}, `${res.accepted.length} accepted · ${res.duplicates.length} duplicates · ${res.rejected.length} rejected`),
         res.unused_label_count ? h("p.report-unused", { role: "alert" },

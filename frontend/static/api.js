@@ -42,14 +42,37 @@ export async function api(path, { method = "GET", body, form } = {}) {
 }
 
 // Upload with progress (fetch has no upload progress events).
-export function upload(path, form, onProgress) {
+// With `onRun`, the server streams JSON lines as it stores each run of images (`progress=true`):
+// onRun gets each run's counts, and the promise resolves with the final report.
+export function upload(path, form, onProgress, onRun) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", `/api/v1${path}`);
+    xhr.open("POST", `/api/v1${path}${onRun ? "?progress=true" : ""}`);
     const t = token.get();
     if (t) xhr.setRequestHeader("Authorization", `Bearer ${t}`);
     xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
+    let parsed = 0;
+    let last = null;
+    const readLines = () => {
+      const text = xhr.responseText;
+      const end = text.lastIndexOf("\n") + 1;
+      const fresh = text.slice(parsed, end).split("\n").filter(Boolean);
+      parsed = end;
+      for (const line of fresh) {
+        let value = null;
+        try { value = JSON.parse(line); } catch { continue; }
+        if (value.processed !== undefined) onRun(value);
+        else last = value;
+      }
+    };
+    if (onRun) xhr.onprogress = () => { if (xhr.status === 200) readLines(); };
     xhr.onload = () => {
+      if (onRun && xhr.status === 200) {
+        readLines();
+        if (last?.done) resolve(last.report);
+        else reject(new ApiError(500, last?.error ?? "the upload stopped before its report"));
+        return;
+      }
       let data = null;
       try { data = JSON.parse(xhr.responseText); } catch { /* not JSON */ }
       if (xhr.status >= 200 && xhr.status < 300) resolve(data);

@@ -6,9 +6,11 @@ import json
 import logging
 import re
 import zipfile
-from typing import Annotated, Literal
+from collections.abc import Iterator
+from typing import Annotated, BinaryIO, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Path, Query, Response, UploadFile, status
+from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -26,15 +28,18 @@ from app.api.deps import (
 )
 from app.api.routes.images import for_viewer
 from app.api.routes.representations import request_representation
-from app.images.ingest import UploadError, ingest, parse_labels_csv
+from app.core.db import session_scope
+from app.core.settings import Settings
+from app.images.ingest import UploadError, ingest, ingest_runs, parse_labels_csv
 from app.images.orm import Image, Split
-from app.images.schemas import ImageList, ImageRead
+from app.images.schemas import ImageList, ImageRead, UploadReport
 from app.projects import service
 from app.projects.orm import Project
 from app.projects.schemas import MemberAdd, MemberList, MemberRead, ProjectCreate, ProjectList, ProjectRead
 from app.rounds import service as rounds
 from app.storage import Storage, StorageError
 from app.users import service as users
+from app.users.orm import User
 
 router = APIRouter(tags=["projects"])
 log = logging.getLogger("suggestlab.api")
@@ -249,7 +254,11 @@ def _csv_safe(value: object) -> object:
     return value
 
 
-@router.post("/projects/{project_id}/images")
+@router.post(
+    "/projects/{project_id}/images",
+    response_model=dict[str, object],
+    responses={200: {"content": {"application/x-ndjson": {}}, "description": "The report (JSON lines: `progress`)"}},
+)
 def upload_images(
     project: AdminProject,
     session: SessionDep,
@@ -259,7 +268,14 @@ def upload_images(
     files: Annotated[list[UploadFile], File(description="Images and/or .zip archives")],
     split: Annotated[Split, Form()] = Split.pool,
     labels: Annotated[UploadFile | None, File(description="CSV with rows `filename,label`")] = None,
-) -> dict[str, object]:
+    progress: Annotated[
+        bool,
+        Query(
+            description="stream JSON lines: one per run of up to 1,024 images as it is stored (each run "
+            "committed, so a dropped connection keeps what was reported), then the report"
+        ),
+    ] = False,
+) -> dict[str, object] | StreamingResponse:
     """Upload images or zip archives; returns a per-file report (accepted, duplicates, rejected)."""
     label_map = None
     if labels is not None and labels.filename:
@@ -278,16 +294,17 @@ def upload_images(
     for f in files:
         if f.size is not None and f.size > settings.max_upload_bytes:
             raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"{f.filename}: upload too large")
-    report = ingest(
-        session,
-        storage,
-        settings,
-        project=project,
-        files=[(f.filename or "upload", f.file) for f in files],
-        split=split,
-        labels=label_map,
-        user=user,
-    )
+    named = [(f.filename or "upload", f.file) for f in files]
+    if progress:
+        # The files stay open until the response is sent; the request's session does not.
+        lines = _ingest_lines(project.id, user.id, named, split, label_map, settings, storage)
+        return StreamingResponse(lines, media_type="application/x-ndjson")
+    report = ingest(session, storage, settings, project=project, files=named, split=split, labels=label_map, user=user)
+    _after_upload(session, project, split, report)
+    return report.model_dump()
+
+
+def _after_upload(session: Session, project: Project, split: Split, report: UploadReport) -> None:
     if split == Split.pool and report.accepted and service.settings_of(project).representation == "simclr":
         # The pool changed: learn its representation in the background. A full queue or a broker
         # outage must not undo an upload that is already stored; the next round asks again.
@@ -296,4 +313,35 @@ def upload_images(
             request_representation(session, project.id)
         except Exception:
             log.warning("could not queue a representation for project %s", project.id, exc_info=True)
-    return report.model_dump()
+
+
+def _ingest_lines(
+    project_id: int,
+    user_id: int,
+    files: list[tuple[str, BinaryIO]],
+    split: Split,
+    labels: dict[str, str] | None,
+    settings: Settings,
+    storage: Storage,
+) -> Iterator[bytes]:
+    report = UploadReport()
+    try:
+        with session_scope(settings) as session:
+            project, user = session.get_one(Project, project_id), session.get_one(User, user_id)
+            for processed in ingest_runs(
+                session, storage, settings, report, project=project, files=files, split=split, labels=labels, user=user
+            ):
+                session.commit()
+                counts = {"accepted": len(report.accepted), "duplicates": len(report.duplicates)}
+                yield _json_line({"processed": processed, **counts, "rejected": len(report.rejected)})
+            _after_upload(session, project, split, report)
+    except Exception:
+        log.exception("upload to project %s stopped", project_id)
+        # Runs already reported are stored; the report says what they were.
+        yield _json_line({"error": "the upload stopped on a server error", "report": report.model_dump()})
+        return
+    yield _json_line({"done": True, "report": report.model_dump()})
+
+
+def _json_line(value: dict[str, object]) -> bytes:
+    return json.dumps(value).encode() + b"\n"
