@@ -8,8 +8,10 @@ they fail the run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -36,6 +38,13 @@ def _free_port() -> int:
 def child_pids(pid: int) -> list[int]:
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
     return [int(p) for p in out.split()]
+
+
+def descendants(pid: int) -> list[int]:
+    found = []
+    for child in child_pids(pid):
+        found += [child, *descendants(child)]
+    return found
 
 
 def service_unavailable(what: str, exc: Exception) -> None:
@@ -81,6 +90,7 @@ class LiveService:
         return user.json()["id"], token.json()["token"]
 
     def stop(self) -> None:
+        family = [pid for proc in self.processes if proc.poll() is None for pid in descendants(proc.pid)]
         for proc in reversed(self.processes):
             if proc.poll() is None:
                 proc.terminate()
@@ -90,6 +100,10 @@ class LiveService:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        # A worker still busy after its server gave up would go on training beside later tests.
+        for pid in family:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def start_service(tmp: Path, extra_env: dict[str, str], *, separate_worker: bool, name: str) -> LiveService:

@@ -14,18 +14,11 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 
-from tests.conftest import ARTIFACTS, LiveService, start_service, wait_for_round
+from tests.conftest import ARTIFACTS, LiveService, descendants, start_service, wait_for_round
 from tests.conftest import child_pids as _children
 from tests.factories import create_project, digits_zip, upload
 
 FAST_FAILURE = {"SUGGESTLAB_ROUND_HEARTBEAT_SECONDS": "1", "SUGGESTLAB_ROUND_STALE_SECONDS": "6"}
-
-
-def _descendants(pid: int) -> list[int]:
-    found = []
-    for child in _children(pid):
-        found += [child, *_descendants(child)]
-    return found
 
 
 def _slow_project(service: LiveService) -> int:
@@ -109,7 +102,7 @@ def test_whole_worker_killed_round_is_resent_by_the_sweeper(
         ]
         _wait_for_phase(service, round_id, "training VAE")
         worker = service.processes[1]
-        for victim in [*_descendants(worker.pid), worker.pid]:
+        for victim in [*descendants(worker.pid), worker.pid]:
             os.kill(victim, signal.SIGKILL)
         worker.wait(10)
         log = (ARTIFACTS / "faults-pg-worker2.log").open("wb")
