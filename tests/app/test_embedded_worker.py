@@ -68,7 +68,7 @@ def test_messages_written_while_a_worker_polls_arrive_whole_and_once(tmp_path: P
         for w in range(writers)
     ]
     # Meanwhile look at every message file the moment it is visible: each must be whole already.
-    # (kombu's own transport showed about 6% of them empty or cut short.)
+    # (kombu's own transport: 10-11% of them empty or cut short, benchmarks/results/broker_race.md.)
     peeked = incomplete = 0
     while any(p.poll() is None for p in producers):
         for name in os.listdir(folder):
