@@ -1,0 +1,110 @@
+"""Nearest-neighbour search at a million images: the latent index's HNSW graph against exact search.
+
+Features: the product's pixel-PCA latent space (what rounds select in before a representation is
+ready) of N augmented copies of the 5,000 bundled MNIST digits (shifted up to 3 px, contrast and
+brightness jittered, pixel noise), so the neighbourhoods are those of real digits, not of random
+vectors. The index is `models.latent_index.LatentIndex` as rounds build it above `exact_max`.
+Queries are held-out augmented digits, as many as a round's moved codes (snn) would be.
+
+    python benchmarks/knn_scale.py > benchmarks/results/knn_scale.md
+    python benchmarks/knn_scale.py --n 200000 --dim 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.datasets import load_dataset  # noqa: E402
+from models.latent_index import LatentIndex  # noqa: E402
+
+
+def augmented(digits: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """[n, 784] float32 pixels in [0, 1]: random digits, each shifted, jittered and noised."""
+    pick = rng.integers(0, len(digits), n)
+    shifts = rng.integers(-3, 4, (n, 2))
+    out = np.empty((n, 28 * 28), dtype=np.float32)
+    for i in range(n):
+        image = np.roll(digits[pick[i]], tuple(shifts[i]), axis=(0, 1))
+        out[i] = image.reshape(-1)
+    out *= rng.uniform(0.7, 1.3, (n, 1)).astype(np.float32)
+    out += rng.uniform(-0.1, 0.1, (n, 1)).astype(np.float32)
+    out += rng.normal(0, 0.05, out.shape).astype(np.float32)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--ef", default="32,64,128,256,512")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    digits = load_dataset("mnist5k").images.astype(np.float32) / 255.0
+
+    t = time.monotonic()
+    sample = augmented(digits, 50_000, rng)
+    mean = sample.mean(0)
+    _, _, vt = np.linalg.svd(sample - mean, full_matrices=False)
+    basis = vt[: args.dim].T.astype(np.float32)
+    features = np.empty((args.n, args.dim), dtype=np.float32)
+    for start in range(0, args.n, 50_000):
+        stop = min(args.n, start + 50_000)
+        features[start:stop] = (augmented(digits, stop - start, rng) - mean) @ basis
+    queries = (augmented(digits, args.queries, rng) - mean) @ basis
+    features_s = time.monotonic() - t
+
+    t = time.monotonic()
+    index = LatentIndex(exact_max=0).fit(features, np.arange(args.n))
+    build_s = time.monotonic() - t
+    assert index.approximate
+
+    t = time.monotonic()
+    exact = faiss.IndexFlatL2(args.dim)
+    exact.add(features)
+    _, truth = exact.search(queries, args.k)
+    exact_s = time.monotonic() - t
+
+    rows = []
+    for ef in (int(e) for e in args.ef.split(",")):
+        index.index.hnsw.efSearch = ef
+        index.kneighbors(queries[:10], args.k)  # warm
+        t = time.monotonic()
+        _, found = index.kneighbors(queries, args.k)
+        seconds = time.monotonic() - t
+        recall = np.mean([len(set(found[i]) & set(truth[i])) / args.k for i in range(len(queries))])
+        rows.append((ef, recall, seconds))
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print('# Nearest-neighbour search at scale (issue #11, "A million images")\n')
+    print(
+        f"`python {' '.join(['benchmarks/knn_scale.py', *sys.argv[1:]])}`; {cores} CPU cores, faiss "
+        f"{faiss.__version__}, {faiss.omp_get_max_threads()} threads.\n"
+    )
+    print(
+        f"- {args.n:,} features of {args.dim} dimensions (pixel PCA of augmented MNIST digits): "
+        f"made in {features_s:.0f} s"
+    )
+    print(f"- HNSW graph (M={index.hnsw_m}, efConstruction={index.ef_construction}) built in {build_s:.0f} s")
+    print(f"- exact search of {args.queries:,} queries (k={args.k}) for the ground truth: {exact_s:.1f} s\n")
+    print(f"| efSearch | recall@{args.k} against exact | {args.queries:,} queries | per query |")
+    print("|---|---|---|---|")
+    for ef, recall, seconds in rows:
+        default = " (default)" if ef == LatentIndex().ef_search else ""
+        print(f"| {ef}{default} | {recall:.4f} | {seconds:.3f} s | {seconds / args.queries * 1e3:.2f} ms |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
