@@ -25,7 +25,8 @@ FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
 
 
 async def sweep_stale_rounds(interval: float) -> None:
-    """Every `interval` seconds: re-send rounds whose worker died (see rounds.service.requeue_stale)."""
+    """Every `interval` seconds: re-send rounds whose worker died (rounds.service.requeue_stale) and
+    fail representation jobs whose worker died (representations.service.fail_stale)."""
     settings = get_settings()
     while True:
         await asyncio.sleep(interval)
@@ -38,12 +39,16 @@ async def sweep_stale_rounds(interval: float) -> None:
 def _sweep_once(settings: Settings) -> None:
     from app.core.db import session_scope
     from app.core.queue import enqueue_round
+    from app.representations import service as representations
     from app.rounds.service import requeue_stale
 
     with session_scope(settings) as session:
         requeued = requeue_stale(
             session, stale_seconds=settings.round_stale_seconds, max_attempts=settings.round_max_attempts
         )
+        lost = representations.fail_stale(session, stale_seconds=settings.representation_stale_seconds)
+    if lost:
+        log.warning("%s representation job(s) lost their worker; marked failed", lost)
     for round_id in requeued:
         log.warning("round %s lost its worker; queued again", round_id)
         enqueue_round(round_id)

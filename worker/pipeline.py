@@ -476,7 +476,9 @@ def _request_representation(project_id: int, settings: Settings) -> int | None:
 
     try:
         with session_scope(settings) as session:
-            row = representations.request(session, project_id=project_id)
+            row = representations.request(
+                session, project_id=project_id, stale_seconds=settings.representation_stale_seconds
+            )
             requested = row.id if row is not None else None
         if requested is not None:
             enqueue_representation(requested)

@@ -96,6 +96,7 @@ def train_representation(representation_id: int, settings: Settings) -> None:
             .order_by(Image.id)
         ).all()
         row.status, row.phase, row.started_at, row.progress = "training", "loading pool", utcnow(), 0.0
+        row.heartbeat_at = row.started_at
         row.pool_size = len(pool)
         project_id = project.id
     storage = get_storage(settings)
@@ -110,7 +111,7 @@ def train_representation(representation_id: int, settings: Settings) -> None:
             result = session.execute(
                 update(Representation)
                 .where(Representation.id == representation_id, Representation.status == "training")
-                .values(phase=phase, progress=round(progress, 4))
+                .values(phase=phase, progress=round(progress, 4), heartbeat_at=utcnow())
             )
             if not result.rowcount:  # type: ignore[attr-defined]
                 raise JobCancelled

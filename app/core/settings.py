@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # Caps one representation job's training time (seconds); None: the device's setting
     # (8 minutes on a CPU, 30 on a GPU).
     representation_time_budget_s: float | None = None
+    # A training representation with no progress report for this long lost its worker: it is marked
+    # failed, and the next upload or round (or an engineer) asks for a new one.
+    representation_stale_seconds: float = Field(default=900.0, gt=0)
     # Pools up to this many latents use exact nearest-neighbour search; larger ones an HNSW graph.
     latent_index_exact_max: int = 50_000
 

@@ -14,12 +14,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from kombu import Connection
 
 from app.core.broker import TRANSPORT
-from tests.conftest import LiveService, child_pids, start_service, wait_for_round
+from tests.conftest import LiveService, child_pids, descendants, start_service, wait_for_round
 from tests.factories import create_project, digits_zip, upload
 
 _WRITER = """
@@ -94,8 +95,13 @@ def test_messages_written_while_a_worker_polls_arrive_whole_and_once(tmp_path: P
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
-    # A service of its own: this module kills its worker.
-    service = start_service(tmp_path_factory.mktemp("embedded"), {}, separate_worker=False, name="embedded")
+    # A service of its own: this module kills its workers. Lost jobs are noticed within seconds here.
+    env = {
+        "SUGGESTLAB_REPRESENTATION_STALE_SECONDS": "4",
+        "SUGGESTLAB_ROUND_STALE_SECONDS": "8",
+        "SUGGESTLAB_ROUND_HEARTBEAT_SECONDS": "1",
+    }
+    service = start_service(tmp_path_factory.mktemp("embedded"), env, separate_worker=False, name="embedded")
     yield service
     service.stop()
 
@@ -110,13 +116,13 @@ def _round_finishes(service: LiveService) -> None:
     assert wait_for_round(engineer, created.json()["id"], timeout=120)["status"] == "ready"
 
 
-def _round_worker(service: LiveService) -> int:
+def _round_worker(service: LiveService, queues: bytes = b"training,light") -> int:
     serve = service.processes[0].pid
     for pid in child_pids(serve):
         command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-        if b"training,light" in command:
+        if queues in command:
             return pid
-    raise AssertionError(f"no round worker among the children of {serve}")
+    raise AssertionError(f"no {queues.decode()} worker among the children of {serve}")
 
 
 def test_a_corrupt_message_file_is_set_aside_and_rounds_go_on(service: LiveService) -> None:
@@ -146,3 +152,32 @@ def test_a_worker_that_dies_is_started_again(service: LiveService) -> None:
         time.sleep(0.5)
     _round_finishes(service)
     assert "exited (code -9); starting it again" in service.logs[0].read_text()
+
+
+def _newest_representation(client: httpx.Client, project_id: int, want: set[str], timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = client.get(f"/projects/{project_id}/representations").json()["data"]
+        if rows and rows[0]["status"] in want:
+            return rows[0]
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.2)
+
+
+def test_a_representation_whose_worker_died_does_not_block_the_next(service: LiveService) -> None:
+    eng_id, eng = service.new_user("engineer")
+    engineer = service.client(eng)
+    project = create_project(service.admin, members=[eng_id])  # a pool upload queues a representation
+    upload(service.admin, project["id"], [("pool.zip", digits_zip(np.arange(4000, 4064), with_labels=False))])
+    lost = _newest_representation(engineer, project["id"], {"training"})
+    background = _round_worker(service, b"background,simulations")
+    for pid in [*descendants(background), background]:
+        os.kill(pid, signal.SIGKILL)
+    # Its job stops reporting: the API's sweeper marks it failed instead of "training" for ever ...
+    failed = _newest_representation(engineer, project["id"], {"failed"}, timeout=60)
+    assert failed["id"] == lost["id"] and "stopped reporting" in failed["error"]
+    # ... so an engineer can ask for a new one, which the restarted worker trains.
+    again = engineer.post(f"/projects/{project['id']}/representations")
+    assert again.status_code == 202, again.text
+    ready = _newest_representation(engineer, project["id"], {"ready", "failed"})
+    assert ready["id"] == again.json()["id"] and ready["status"] == "ready", ready

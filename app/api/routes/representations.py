@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from app.api.deps import EngineerProject, MemberProject, SessionDep
 from app.core.queue import enqueue_representation
+from app.core.settings import get_settings
 from app.representations import service
 from app.representations.schemas import RepresentationList, RepresentationRead
 
@@ -17,7 +18,7 @@ log = logging.getLogger("suggestlab.api")
 def request_representation(session: Session, project_id: int) -> int | None:
     """Queues a representation job after committing; None if one is already queued or training.
     Raises on a broker outage, after marking the job failed."""
-    row = service.request(session, project_id=project_id)
+    row = service.request(session, project_id=project_id, stale_seconds=get_settings().representation_stale_seconds)
     if row is None:
         return None
     session.commit()
