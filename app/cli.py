@@ -100,7 +100,11 @@ class EmbeddedWorkers:
     def stop(self) -> None:
         with self._lock:
             self._stopping.set()
-        stop_worker_processes(list(self.processes.values()))
+        # A round gets the usual grace to finish. A representation or simulation job would need
+        # minutes: it is not waited for (its heartbeat goes quiet and a new one is asked for later);
+        # the background worker only gets the seconds an idle worker needs to wind down.
+        graces = {self.GROUPS[0]: 30.0, self.GROUPS[1]: 10.0}
+        stop_worker_processes([(process, graces[group]) for group, process in self.processes.items()])
 
 
 def start_embedded_workers(settings: Settings) -> EmbeddedWorkers:
@@ -126,17 +130,18 @@ def run_server_with_worker(app: object, host: str, port: int, log_level: str, wo
             workers.stop()
 
 
-def stop_worker_processes(workers: list[subprocess.Popen[bytes]], timeout: float = 30) -> None:
+def stop_worker_processes(workers: list[tuple[subprocess.Popen[bytes], float]]) -> None:
+    """Stops each worker, SIGKILLing it after its grace (seconds)."""
     # SIGTERM is Celery's warm shutdown: the running round finishes or, with acks_late, is redelivered.
     # All are told at once: an idle worker takes several seconds to wind down (its loop wakes every
     # 2 s), and one after another those seconds add up.
-    running = [worker for worker in workers if worker.poll() is None]
-    for worker in running:
+    running = [(worker, grace) for worker, grace in workers if worker.poll() is None]
+    for worker, _ in running:
         worker.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for worker in running:
+    told = time.monotonic()
+    for worker, grace in running:
         try:
-            worker.wait(max(0.0, deadline - time.monotonic()))
+            worker.wait(max(0.0, told + grace - time.monotonic()))
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()
