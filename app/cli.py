@@ -65,7 +65,6 @@ class EmbeddedWorkers:
         self.processes = {group: start_worker_process(settings, *group) for group in self.GROUPS}
         self._started = {group: time.monotonic() for group in self.GROUPS}
         self._pause = dict.fromkeys(self.GROUPS, 1.0)
-        self.restarts = 0
         self._watch = threading.Thread(target=self._watch_loop, name="embedded-worker-watch", daemon=True)
         self._watch.start()
 
@@ -95,7 +94,6 @@ class EmbeddedWorkers:
                         return
                     self.processes[group] = start_worker_process(self._settings, *group)
                     self._started[group] = time.monotonic()
-                    self.restarts += 1
 
     def stop(self) -> None:
         with self._lock:

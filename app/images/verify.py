@@ -120,8 +120,8 @@ class VerifyPool:
 
 def default_processes() -> int:
     """A pool only where there are cores to spare: the request's own thread keeps one busy reading
-    archives, storing and inserting, and on 2 cores a pool of 2 was slower than none (3,474 against
-    4,490 28x28 PNGs per second, benchmarks/ingest_speed.py)."""
+    archives, storing and inserting, and on 2 cores a pool of 2 was slower than none (20,000 PNGs
+    through REST: 3,465 against 3,612 images/s, benchmarks/results/ingest_speed.md)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return 1 if cores < 4 else min(cores - 1, 8)
 

@@ -54,12 +54,11 @@ def fail_stale(session: Session, *, stale_seconds: float, project_id: int | None
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def request(session: Session, *, project_id: int, stale_seconds: float | None = None) -> Representation | None:
+def request(session: Session, *, project_id: int, stale_seconds: float) -> Representation | None:
     """A queued representation job for the project, or None when one is already queued or training
     (a training job that went quiet for `stale_seconds` no longer counts). The caller commits, then
     enqueues the returned id."""
-    if stale_seconds is not None:
-        fail_stale(session, stale_seconds=stale_seconds, project_id=project_id)
+    fail_stale(session, stale_seconds=stale_seconds, project_id=project_id)
     if active(session, project_id=project_id) is not None:
         return None
     row = Representation(project_id=project_id)

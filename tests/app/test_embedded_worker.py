@@ -116,7 +116,7 @@ def _round_finishes(service: LiveService) -> None:
     assert wait_for_round(engineer, created.json()["id"], timeout=120)["status"] == "ready"
 
 
-def _round_worker(service: LiveService, queues: bytes = b"training,light") -> int:
+def _worker_pid(service: LiveService, queues: bytes = b"training,light") -> int:
     serve = service.processes[0].pid
     for pid in child_pids(serve):
         command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
@@ -138,12 +138,12 @@ def test_a_corrupt_message_file_is_set_aside_and_rounds_go_on(service: LiveServi
 
 
 def test_a_worker_that_dies_is_started_again(service: LiveService) -> None:
-    first = _round_worker(service)
+    first = _worker_pid(service)
     subprocess.run(["kill", f"-{signal.SIGKILL.value}", str(first)], check=True)
     deadline = time.monotonic() + 30
     while True:
         try:
-            second = _round_worker(service)
+            second = _worker_pid(service)
             if second != first:
                 break
         except AssertionError:
@@ -170,7 +170,7 @@ def test_a_representation_whose_worker_died_does_not_block_the_next(service: Liv
     project = create_project(service.admin, members=[eng_id])  # a pool upload queues a representation
     upload(service.admin, project["id"], [("pool.zip", digits_zip(np.arange(4000, 4064), with_labels=False))])
     lost = _newest_representation(engineer, project["id"], {"training"})
-    background = _round_worker(service, b"background,simulations")
+    background = _worker_pid(service, b"background,simulations")
     for pid in [*descendants(background), background]:
         os.kill(pid, signal.SIGKILL)
     # Its job stops reporting: the API's sweeper marks it failed instead of "training" for ever ...
