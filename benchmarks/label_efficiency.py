@@ -185,7 +185,7 @@ def main() -> int:
         help="cnn: the earlier SmallCNN from scratch; simclr: calibrated head on a SimCLR representation "
         "(its result folders end in -simclr)",
     )
-    parser.add_argument("--representation-epochs", type=int, default=20)
+    parser.add_argument("--representation-epochs", type=int, default=None, help="default: the device setting")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     parser.add_argument("--tag", default="", help="suffix of the result folders, to keep a follow-up run apart")
     parser.add_argument("--initial", type=int, help="override the regime's first budget (needs --tag)")

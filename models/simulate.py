@@ -46,7 +46,8 @@ class SimulationConfig:
     # "simclr": a calibrated head on a self-supervised representation of the pool (the product's
     # learner); "cnn": the SmallCNN trained from scratch on the labels alone (the earlier learner).
     learner: str = "simclr"
-    representation_epochs: int = 20
+    # None: the epochs of the device's setting (models.representation.SETTINGS), as a project gets.
+    representation_epochs: int | None = None
 
 
 def split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int = 0) -> tuple[np.ndarray, ...]:
@@ -133,7 +134,7 @@ def _vae_for(data: SimulationData, seed: int, config: SimulationConfig, cache: P
     return vae
 
 
-_FEATURES_IN_MEMORY: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+_FEATURES_IN_MEMORY: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
 
 
 def _representation_for(
@@ -141,9 +142,14 @@ def _representation_for(
 ) -> tuple[np.ndarray, np.ndarray]:
     """SimCLR features of the pool and the test split: trained once per dataset on the pool alone
     (labels unused, test images unseen), shared by every strategy and seed, as in a real project."""
-    from models.representation import SimCLR
+    from models.representation import SimCLR, setting_for
+    from models.training import select_device
 
-    path = cache / f"simclr-{data.name}-{len(data.pool_y)}-{config.representation_epochs}.npz" if cache else None
+    device = select_device()
+    # No time budget here: a simulation must give the same encoder on every machine of a kind.
+    setting = setting_for(device.type, config.representation_epochs)
+    tag = f"{'-'.join(map(str, setting['widths']))}-{setting['epochs']}"
+    path = cache / f"simclr-{data.name}-{len(data.pool_y)}-{tag}.npz" if cache else None
     if path is not None and path.is_file():
         with np.load(path) as saved:
             return saved["pool"], saved["test"]
@@ -151,10 +157,16 @@ def _representation_for(
     # the images themselves, so the curves of one run share one encoder instead of training one each.
     digest = hashlib.sha1(np.ascontiguousarray(data.pool_x).tobytes())
     digest.update(np.ascontiguousarray(data.test_x).tobytes())
-    key = (digest.hexdigest(), config.representation_epochs)
+    key = (digest.hexdigest(), tag)
     if path is None and key in _FEATURES_IN_MEMORY:
         return _FEATURES_IN_MEMORY[key]
-    encoder = SimCLR(epochs=config.representation_epochs, seed=0).fit(data.pool_x)
+    encoder = SimCLR(
+        widths=setting["widths"],
+        epochs=setting["epochs"],
+        batch_size=setting["batch_size"],
+        seed=0,
+        device=device,
+    ).fit(data.pool_x)
     pool, test = encoder.transform(data.pool_x), encoder.transform(data.test_x)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,5 +24,10 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["simclr", "cnn"],
         help="simclr: head on a self-supervised representation of the pool; cnn: small CNN from scratch",
     )
-    parser.add_argument("--representation-epochs", type=int, default=20, help="SimCLR epochs over the pool")
+    parser.add_argument(
+        "--representation-epochs",
+        type=int,
+        default=None,
+        help="SimCLR epochs over the pool (default: the device setting, 20 on a CPU, 150 on a GPU)",
+    )
     parser.add_argument("--no-full-pool", action="store_true", help="skip the full-pool reference accuracy")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 
 import numpy as np
@@ -24,6 +25,18 @@ def select_device(preference: str = "auto") -> torch.device:
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % (2**32))
+    if torch.cuda.is_available():
+        deterministic_cuda()
+
+
+def deterministic_cuda() -> None:
+    """The same seed gives the same weights on a GPU: cuDNN's deterministic kernels and a fixed cuBLAS
+    workspace (which must be set before cuBLAS starts in this process). warn_only: an operation with
+    no deterministic CUDA kernel warns instead of failing a round."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def _random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:

@@ -26,16 +26,11 @@ from worker.jobs import JobCancelled, failure_text
 
 log = logging.getLogger("suggestlab.worker")
 
-# CPU: the small encoder, capped so a 5,000-image 28x28 pool finishes within 10 minutes on 2 cores.
-CPU_SETTING: dict[str, Any] = {"widths": (32, 64, 128), "epochs": 20, "time_budget_s": 480.0, "batch_size": 256}
-GPU_SETTING: dict[str, Any] = {"widths": (64, 128, 256), "epochs": 150, "time_budget_s": 1800.0, "batch_size": 512}
-
 
 def encoder_setting(device_type: str, project: ProjectSettings) -> dict[str, Any]:
-    setting = dict(GPU_SETTING if device_type == "cuda" else CPU_SETTING)
-    if project.representation_epochs is not None:
-        setting["epochs"] = project.representation_epochs
-    return setting
+    from models.representation import setting_for
+
+    return setting_for(device_type, project.representation_epochs)
 
 
 def _key(project_id: int, representation_id: int, name: str) -> str:

@@ -77,6 +77,7 @@ def run_simulation(simulation_id: int, settings: Settings) -> None:
             params=params.get("params", {}),
             vae_epochs=project_settings.vae_epochs,
             latent_dim=project_settings.latent_dim,
+            representation_epochs=project_settings.representation_epochs,
         )
         results = run_simulation(data, config, progress=progress)
         full = float(np.mean(full_accuracy(data, range(1), config)))

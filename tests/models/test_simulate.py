@@ -22,3 +22,19 @@ def test_skipped_curves_are_not_run_and_the_rest_match_a_full_run() -> None:
 
     assert key(partial) == key([r for r in full if r["seed"] == 1])
     assert [r["labels"] for r in partial if r["strategy"] == "random"] == [20, 40]
+
+
+def test_a_simulation_learns_the_representation_a_project_would_get_on_this_device(tmp_path) -> None:
+    from models.representation import setting_for
+    from models.simulate import _representation_for
+    from models.training import select_device
+
+    data = load_simulation_data("digits")
+    setting = setting_for(select_device().type, epochs=1)
+    pool, test = _representation_for(data, SimulationConfig(strategies=[], representation_epochs=1), tmp_path)
+
+    # The worker's encoder for this device: its last width is the feature size, and the cache is
+    # named by widths and epochs, so a GPU run never reuses a CPU run's features.
+    assert pool.shape == (len(data.pool_y), setting["widths"][-1]) and test.shape[0] == len(data.test_y)
+    widths = "-".join(map(str, setting["widths"]))
+    assert [p.name for p in tmp_path.iterdir()] == [f"simclr-digits-{len(data.pool_y)}-{widths}-1.npz"]
