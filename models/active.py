@@ -166,6 +166,7 @@ def run_step(
         n_classes=n_classes,
         seed=seed,
         probabilities=probabilities if NEEDS_PROBABILITIES in spec.needs else None,
+        held_out_accuracy=_held_out_accuracy(learner),
     )
     if spec.needs & {NEEDS_LATENTS, NEEDS_GENERATIVE}:
         feats = latents() if callable(latents) else latents
@@ -197,3 +198,9 @@ def run_step(
         confusion=confusion,
         candidate_probabilities=probabilities,
     )
+
+
+def _held_out_accuracy(learner: Any) -> float | None:
+    """The winning read-out's held-out balanced accuracy, when the learner could hold labels out."""
+    scores = learner.info.get("scores") if learner is not None else None
+    return float(max(scores.values())) if scores else None

@@ -420,6 +420,11 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
         "candidates": len(candidate_pos),
         "validation_size": len(val_y),
         "effective_strategy": step.effective_strategy,
+        # Which of auto's parts picked this batch and why (None for a named strategy).
+        "auto": next(
+            ({"picked_by": r["strategy"], "rule": r["auto_rule"]} for r in selection.reasons if "auto_rule" in r),
+            None,
+        ),
         "accuracy": step.accuracy,
         "per_class": dict(zip(inputs.classes, step.per_class, strict=True)) if step.per_class else None,
         "confusion": step.confusion,

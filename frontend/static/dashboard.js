@@ -169,7 +169,9 @@ export function dashboardView(root, project, me) {
   // A round's accuracy per class, beside the curve: what hovering or arrowing to a point shows.
   function showRound(r) {
     const perClass = r.metrics.per_class || {};
-    curveDetail.replaceChildren(h("h3", {}, `Round ${r.index}: ${r.metrics.labels} labels, ${pct(r.metrics.accuracy)}`),
+    // What auto did with this round's batch, so a switch to random is visible, not silent.
+    const auto = r.metrics.auto ? [h("p.auto-rule", {}, `auto picked this batch with ${r.metrics.auto.picked_by}: ${r.metrics.auto.rule}`)] : [];
+    curveDetail.replaceChildren(h("h3", {}, `Round ${r.index}: ${r.metrics.labels} labels, ${pct(r.metrics.accuracy)}`), ...auto,
       h("table.per-class", {}, h("caption.visually-hidden", {}, `Validation accuracy per class, round ${r.index}`),
         h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "class"), h("th", { scope: "col" }, "accuracy"))),
         h("tbody", {}, project.classes.map((c) => h("tr", {}, h("th", { scope: "row" }, c),

@@ -26,6 +26,8 @@ class SelectionContext:
         probabilities: [N, C] task-model probabilities on the candidates.
         candidate_features: [N, D] latent codes (or other features) of the candidates.
         labelled_features: [L, D] the same for the labelled images.
+        held_out_accuracy: balanced accuracy of the task model on labels it was not fitted on
+            (validation split or k-fold), when the learner measured one.
         extras: strategy-specific objects prepared by the caller (task model, VAE, images...).
     """
 
@@ -37,6 +39,7 @@ class SelectionContext:
     probabilities: np.ndarray | None = None
     candidate_features: np.ndarray | None = None
     labelled_features: np.ndarray | None = None
+    held_out_accuracy: float | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -38,7 +38,8 @@ SPECS: dict[str, StrategySpec] = {
             "auto",
             "models.strategies.auto:AutoStrategy",
             frozenset({NEEDS_LATENTS, NEEDS_PROBABILITIES}),
-            "the default: typicality while labels are under 10 per class, then margin",
+            "the default: random while the model is near chance on held-out labels, else typicality "
+            "while labels are under 10 per class, then margin",
         ),
         StrategySpec("random", "models.strategies.simple:RandomStrategy", frozenset(), "uniform random sample"),
         StrategySpec(

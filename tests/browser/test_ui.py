@@ -444,7 +444,7 @@ def test_engineer_reads_per_class_accuracy_confusion_and_opens_map_regions(
         sqlite_service.admin, members=[eng_id], pool=np.arange(2000, 2300), validation=np.arange(2400, 2450)
     )
     rounds = []
-    for strategy, batch in (("random", 20), ("margin", 10), ("margin", 10)):
+    for strategy, batch in (("random", 20), ("margin", 10), ("auto", 10)):
         created = engineer.post(f"/projects/{pid}/rounds", json={"strategy": strategy, "batch_size": batch})
         rounds.append(wait_for_round(engineer, created.json()["id"]))
         assert rounds[-1]["status"] == "ready", rounds[-1]
@@ -456,6 +456,11 @@ def test_engineer_reads_per_class_accuracy_confusion_and_opens_map_regions(
     # The curve's newest point is described beside it with its accuracy per class; arrow keys on the
     # chart (one Tab stop) and hovering move between rounds.
     page.wait_for_selector(".curve-detail h3:has-text('Round 3: 30 labels')")
+    # Round 3 ran auto: the detail says which part picked its batch and why.
+    auto = rounds[2]["metrics"]["auto"]
+    assert page.locator(".curve-detail .auto-rule").inner_text() == (
+        f"auto picked this batch with {auto['picked_by']}: {auto['rule']}"
+    )
     # A round's phase text wraps inside its progress bar instead of being clipped.
     clipped = page.evaluate(
         """() => { const t = document.querySelector('table.rounds .progress-text');

@@ -11,6 +11,7 @@ from models.active import run_step
 from models.head import fit_head, fit_temperature
 from models.learner import PoolGraph, fit_learner
 from models.representation import SimCLR, default_augmentation, nt_xent
+from models.strategies.auto import nearest_labelled_accuracy
 from models.strategies.base import SelectionContext
 from models.strategies.latent import _HeadModel, _Identity, latent_ascent
 from models.strategies.registry import get_strategy
@@ -140,6 +141,48 @@ def test_auto_explores_by_typicality_then_follows_the_margin() -> None:
     assert all(r["strategy"] == "margin" for r in many.reasons)
     # Margin takes the least decided candidates: the first rows, where class 0 barely leads.
     assert max(many.image_ids) < 50 + 20
+
+
+def test_auto_picks_at_random_where_the_representation_does_not_separate_the_classes() -> None:
+    separable, y = _blobs(50)
+    noise = np.random.default_rng(1).normal(size=separable.shape).astype(np.float32)
+    probabilities = np.full((150, 4), 0.25, dtype=np.float32)
+
+    def ctx(features: np.ndarray, n_labelled: int, held_out: float | None = None) -> SelectionContext:
+        labelled = np.arange(n_labelled)
+        if n_labelled == 4:  # one label of each class
+            labelled = np.array([int(np.flatnonzero(y[:50] == c)[0]) for c in range(4)])
+        return SelectionContext(
+            candidate_ids=np.arange(50, 200),
+            labelled_ids=labelled,
+            labels=y[labelled],
+            n_classes=4,
+            seed=7,
+            probabilities=probabilities,
+            candidate_features=features[50:],
+            labelled_features=features[labelled],
+            held_out_accuracy=held_out,
+        )
+
+    # Too few labels to fold: the nearest labelled neighbour is the held-out estimate. On features
+    # that carry no class, auto's batch is exactly random's (same seed, same picks).
+    blind = get_strategy("auto").select(ctx(noise, 12), 6)
+    assert blind.image_ids == get_strategy("random").select(ctx(noise, 12), 6).image_ids
+    assert all(r["strategy"] == "random" and "held-out skill" in r["auto_rule"] for r in blind.reasons)
+    sighted = get_strategy("auto").select(ctx(separable, 12), 6)
+    assert all(r["strategy"] == "typiclust" for r in sighted.reasons)
+    # With a held-out accuracy from the learner, that is what counts: 0.4 on 4 classes is a skill
+    # of 0.2 (chance 0.25), under a third; 0.9 is 0.87.
+    assert get_strategy("auto").choice(ctx(separable, 40, held_out=0.4))[0] == "random"
+    assert get_strategy("auto").choice(ctx(noise, 40, held_out=0.9))[0] == "margin"
+    # One label per class is no evidence either way: the label-count rule stands.
+    assert get_strategy("auto").choice(ctx(noise, 4))[0] == "typiclust"
+
+
+def test_nearest_labelled_accuracy_counts_only_classes_with_two_labels() -> None:
+    features = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [-1.0, 0.0]], dtype=np.float32)
+    assert nearest_labelled_accuracy(features, np.array([0, 0, 1, 2]), centre=np.zeros(2)) == 1.0
+    assert nearest_labelled_accuracy(features, np.array([0, 1, 2, 3]), centre=np.zeros(2)) is None
 
 
 def test_run_step_trains_the_head_on_features_and_selects_in_that_space() -> None:
