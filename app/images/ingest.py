@@ -303,8 +303,10 @@ def _store_run(
                 dict(
                     project_id=project.id,
                     # Content-addressed key: writing it again is harmless, and an object left behind by
-                    # a rolled-back request is simply reused by the next upload of the same bytes.
-                    storage_key=f"projects/{project.id}/images/{verified.sha256}.{ext}",
+                    # a rolled-back request is simply reused by the next upload of the same bytes. The
+                    # hash's first byte names a subfolder, so a million-image pool is 256 folders of
+                    # ~4,000 files on local storage, not one folder of a million.
+                    storage_key=f"projects/{project.id}/images/{verified.sha256[:2]}/{verified.sha256}.{ext}",
                     sha256=verified.sha256,
                     format=verified.format,
                     width=verified.width,

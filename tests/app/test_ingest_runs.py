@@ -68,6 +68,9 @@ def _upload(tmp_path: Path, processes: int, archive: bytes) -> tuple[dict, int, 
         again = send()  # the same archive again: every image is already stored
         rows = session.scalar(select(func.count()).select_from(Image))
         objects = sum(1 for p in (settings.data_dir / "objects").rglob("*.png"))
+        # Objects are spread over folders named by the hash's first byte (a million in one folder is not).
+        for key, sha in session.execute(select(Image.storage_key, Image.sha256)):
+            assert key == f"projects/{project.id}/images/{sha[:2]}/{sha}.png"
     assert again["accepted"] == [] and len(again["duplicates"]) == len(first["accepted"]) + len(first["duplicates"])
     return first, rows, objects
 
