@@ -27,6 +27,9 @@ from models.training import ProgressFn, seed_everything, select_device
 
 Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
+# Steps timed before a time budget sets how many the run gets.
+PROBE_STEPS = 10
+
 # The encoder budget by device, shared by the worker's representation job and `suggestlab simulate`
 # so a simulation measures the learner a project would get on the same machine. CPU: the small
 # encoder, capped so a 5,000-image 28x28 pool finishes within 10 minutes on 2 cores. GPU: the larger
@@ -181,9 +184,11 @@ class ConvEncoder(nn.Module):
 
 @dataclass
 class SimCLRHistory:
-    losses: list[float]
+    losses: list[float]  # mean loss of each epoch (the last one may be partial)
     seconds: float
-    epochs: int
+    epochs: int  # epochs begun; a time budget may stop the last one part way
+    steps: int
+    steps_per_epoch: int
 
 
 class SimCLR:
@@ -193,7 +198,9 @@ class SimCLR:
         widths: channel widths of the three encoder stages.
         projection_dim: size of the projection head's output (used only by the loss).
         epochs: passes over the pool; `time_budget_s` stops earlier (the cosine schedule is laid out
-            over the epochs that fit the budget, estimated after the first epoch).
+            over the steps that fit the budget, timed over the first PROBE_STEPS steps and again
+            at the end of the first epoch, so even a pool whose one epoch outlasts the budget stops
+            in time).
         batch_size, lr, temperature: the usual SimCLR knobs (Adam instead of LARS at this scale).
         seed: initialisation, batch order and augmentations.
     """
@@ -239,18 +246,22 @@ class SimCLR:
         n = len(xt)
         bs = min(self.batch_size, n)
         steps_per_epoch = max(1, n // bs)  # drop the ragged last batch: NT-Xent needs negatives
-        epochs = self.epochs
-        total = epochs * steps_per_epoch
+        total = self.epochs * steps_per_epoch
+        # The budget is planned in steps, after a short probe, not after the first epoch: one epoch
+        # of a million-image pool is most of an hour on a CPU, far past any budget.
+        probe = min(steps_per_epoch, PROBE_STEPS)
         started = time.monotonic()
         losses: list[float] = []
         step = 0
         encoder.train()
         projector.train()
         epoch = 0
-        while epoch < epochs:
+        while step < total:
             order = torch.randperm(n, generator=gen)
-            running = 0.0
+            running, taken = 0.0, 0
             for b in range(steps_per_epoch):
+                if step >= total:
+                    break
                 xb = xt[order[b * bs : (b + 1) * bs]]
                 v1, v2 = augment(xb, gen).to(device), augment(xb, gen).to(device)
                 loss = nt_xent(projector(encoder(v1)), projector(encoder(v2)), self.temperature)
@@ -261,18 +272,22 @@ class SimCLR:
                     group["lr"] = self.lr * 0.5 * (1 + math.cos(math.pi * min(step / max(total, 1), 1.0)))
                 optimiser.step()
                 running += float(loss.detach())
+                taken += 1
                 step += 1
+                if self.time_budget_s is not None and step in (probe, steps_per_epoch):
+                    # Planned again at the end of the first epoch, which no longer counts warm-up alone.
+                    per_step = (time.monotonic() - started) / step
+                    fits = int(self.time_budget_s / max(per_step, 1e-6))
+                    total = max(step, min(self.epochs * steps_per_epoch, fits))
                 if progress is not None and step % 5 == 0:
                     progress(min(step / total, 1.0))
-            losses.append(running / steps_per_epoch)
+            losses.append(running / max(taken, 1))
             epoch += 1
-            if self.time_budget_s is not None and epoch == 1:
-                per_epoch = time.monotonic() - started
-                epochs = max(1, min(epochs, int(self.time_budget_s / max(per_epoch, 1e-6))))
-                total = epochs * steps_per_epoch
         encoder.eval()
         self.encoder = encoder
-        self.history = SimCLRHistory(losses=losses, seconds=time.monotonic() - started, epochs=epoch)
+        self.history = SimCLRHistory(
+            losses=losses, seconds=time.monotonic() - started, epochs=epoch, steps=step, steps_per_epoch=steps_per_epoch
+        )
         if progress is not None:
             progress(1.0)
         return self

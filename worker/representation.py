@@ -142,6 +142,8 @@ def train_representation(representation_id: int, settings: Settings) -> None:
         metrics = {
             "device": device.type,
             "epochs": history.epochs,
+            # Fractional when the time budget stopped an epoch part way (a very large pool).
+            "passes": round(history.steps / history.steps_per_epoch, 3),
             "seconds": round(time.monotonic() - started, 1),
             "loss_first_last": [round(history.losses[0], 4), round(history.losses[-1], 4)],
             "widths": list(setting["widths"]),

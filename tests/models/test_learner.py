@@ -50,8 +50,20 @@ def test_simclr_fits_any_size_and_is_deterministic_on_cpu() -> None:
     features = first.transform(x)
     assert features.shape == (64, 16) and np.isfinite(features).all()
     assert first.history is not None and first.history.epochs == 2 and len(first.history.losses) == 2
+    assert first.history.steps == 2 * first.history.steps_per_epoch == 4
     again = SimCLR(**kwargs).fit(x).transform(x)
     np.testing.assert_allclose(features, again, rtol=1e-5, atol=1e-5)
+
+
+def test_a_time_budget_stops_simclr_inside_an_epoch_longer_than_the_budget() -> None:
+    # A pool whose one epoch outlasts the budget (a million images on a CPU) must still stop in
+    # time: the plan is made after a few timed steps, not after the first epoch.
+    x = np.random.default_rng(0).random((4096, 1, 16, 16)).astype(np.float32)
+    model = SimCLR(widths=(8, 16, 16), epochs=5, batch_size=16, time_budget_s=0.01, seed=0, device=torch.device("cpu"))
+    history = model.fit(x).history
+    assert history is not None and history.steps_per_epoch == 256
+    assert history.steps < history.steps_per_epoch and history.epochs == 1 and len(history.losses) == 1
+    assert model.transform(x[:8]).shape == (8, 16)
 
 
 def test_head_learns_separable_classes_and_leaves_unseen_classes_out() -> None:
