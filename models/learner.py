@@ -30,18 +30,35 @@ class PoolGraph:
     weights: object  # scipy.sparse matrix [N, N], D^-1/2 W D^-1/2
 
     @classmethod
-    def build(cls, features: np.ndarray, k: int = 10) -> PoolGraph:
+    def build(cls, features: np.ndarray, k: int = 10, *, exact_max: int = 50_000) -> PoolGraph:
+        """Exact neighbours up to `exact_max` images; above that the latent index's HNSW graph, since
+        exact all-pairs search grows with the square of the pool (about 35 minutes for a million on
+        2 cores; its cost and the HNSW graph's recall: benchmarks/results/knn_scale.md)."""
         import faiss
         import scipy.sparse as sp
 
+        from models.latent_index import LatentIndex
+
         z = features - features.mean(0)
         z = np.ascontiguousarray(z / (np.linalg.norm(z, axis=1, keepdims=True) + 1e-12), dtype=np.float32)
-        k = min(k, len(z) - 1)
-        index = faiss.IndexFlatIP(z.shape[1])
-        index.add(z)
-        sim, pos = index.search(z, k + 1)
-        sim, pos = np.maximum(sim[:, 1:], 0) ** 3, pos[:, 1:]
         n = len(z)
+        k = min(k, n - 1)
+        if n > exact_max:
+            # On unit vectors the L2 order is the cosine order: cos = 1 - d^2 / 2.
+            distance, pos = LatentIndex(exact_max=exact_max).fit(z, np.arange(n)).kneighbors(z, k + 1)
+            sim = 1 - distance**2 / 2
+        else:
+            index = faiss.IndexFlatIP(z.shape[1])
+            index.add(z)
+            sim, pos = index.search(z, k + 1)
+        # Drop each image itself (not blindly the first column: an exact duplicate may come first, and
+        # an approximate search may miss the image itself); a missing neighbour (-1) gets no weight.
+        rows = np.arange(n)[:, None]
+        order = np.argsort(pos == rows, axis=1, kind="stable")
+        pos, sim = np.take_along_axis(pos, order, 1)[:, :k], np.take_along_axis(sim, order, 1)[:, :k]
+        missing = (pos < 0) | (pos == rows)
+        pos = np.where(missing, rows, pos)
+        sim = np.where(missing, 0.0, np.maximum(sim, 0) ** 3)
         w = sp.csr_matrix((sim.ravel(), (np.repeat(np.arange(n), k), pos.ravel())), shape=(n, n))
         w = w + w.T
         degree = np.asarray(w.sum(1)).ravel() + 1e-12

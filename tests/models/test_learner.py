@@ -87,6 +87,23 @@ def test_temperature_cools_overconfident_logits() -> None:
     assert 0.5 < fit_temperature(logits, y) < 2
 
 
+def test_a_large_pool_graph_comes_from_the_approximate_index_and_matches_the_exact_one() -> None:
+    x, y = _blobs(150, dim=8)
+    first, twin = np.flatnonzero(y == 0)[-2:]
+    x[twin] = x[first]  # an exact duplicate: each of the two still drops itself, not its twin
+    exact = PoolGraph.build(x)
+    approximate = PoolGraph.build(x, exact_max=100)  # 600 images: over the limit, HNSW
+    rows = np.arange(len(x))[:, None]
+    for graph in (exact, approximate):
+        assert graph.neighbours.shape == (600, 10) and not (graph.neighbours == rows).any()
+    assert first in exact.neighbours[twin] and twin in exact.neighbours[first]
+    shared = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact.neighbours, approximate.neighbours, strict=True)])
+    assert shared > 0.95
+    labelled = np.array([int(np.flatnonzero(y == c)[0]) for c in range(4)])
+    spread = [g.propagate(labelled, y[labelled], 4).argmax(1) for g in (exact, approximate)]
+    assert (spread[0] == spread[1]).mean() > 0.98 and (spread[1] == y).mean() > 0.9
+
+
 def test_the_pool_graph_wins_when_labels_are_few() -> None:
     # Noisy clusters, two labels per class: the unlabelled pool shows where each cluster lies.
     x, y = _blobs(100, n_classes=5, dim=32, spread=5.0)
