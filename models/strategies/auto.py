@@ -24,6 +24,8 @@ import numpy as np
 
 from models.strategies.base import Selection, SelectionContext, Strategy
 
+MAX_LEAVE_ONE_OUT = 2000
+
 
 def nearest_labelled_accuracy(
     features: np.ndarray, labels: np.ndarray, centre: np.ndarray | None = None
@@ -32,6 +34,10 @@ def nearest_labelled_accuracy(
     that have at least two labels; None when no class has two. The held-out estimate for label sets
     too small to fold: it needs two labels of a class, where k-fold needs two of every class."""
     labels = np.asarray(labels)
+    if len(labels) > MAX_LEAVE_ONE_OUT:
+        # The similarity matrix is labels x labels: a fixed sample bounds its memory.
+        keep = np.random.default_rng(0).choice(len(labels), MAX_LEAVE_ONE_OUT, replace=False)
+        features, labels = features[keep], labels[keep]
     counts = np.bincount(labels) if len(labels) else np.zeros(0, dtype=np.int64)
     if len(labels) < 3 or not (counts >= 2).any():
         return None

@@ -212,6 +212,9 @@ def test_nearest_labelled_accuracy_counts_only_classes_with_two_labels() -> None
     features = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [-1.0, 0.0]], dtype=np.float32)
     assert nearest_labelled_accuracy(features, np.array([0, 0, 1, 2]), centre=np.zeros(2)) == 1.0
     assert nearest_labelled_accuracy(features, np.array([0, 1, 2, 3]), centre=np.zeros(2)) is None
+    # Past MAX_LEAVE_ONE_OUT labels a fixed sample is used, so memory stays bounded.
+    many, y = _blobs(1500, n_classes=4)
+    assert nearest_labelled_accuracy(many, y) == 1.0
 
 
 def test_run_step_trains_the_head_on_features_and_selects_in_that_space() -> None:
