@@ -100,7 +100,8 @@ def test_settings_in_a_body_change_nothing(guarded: LiveService) -> None:
         data={"split": "pool", "storage": "s3", "s3_endpoint_url": "http://127.0.0.1:9"},
     )
     assert second.status_code == 200 and len(second.json()["accepted"]) == 1
-    stored = list((guarded.data_dir / "objects" / "projects" / str(project["id"]) / "images").iterdir())
+    images = guarded.data_dir / "objects" / "projects" / str(project["id"]) / "images"
+    stored = [p for p in images.rglob("*") if p.is_file()]
     assert len(stored) == 2
     assert not Path("/tmp/elsewhere").exists()
 

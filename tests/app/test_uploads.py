@@ -48,7 +48,8 @@ def test_zip_and_loose_files_with_mixed_verdicts(sqlite_service: LiveService, pr
     assert not any("MACOSX" in name for name in reasons)
     # Nothing escaped the storage folder, and the accepted files are on disk.
     assert not (sqlite_service.data_dir / "evil.png").exists()
-    stored = list((sqlite_service.data_dir / "objects" / "projects" / str(project["id"]) / "images").iterdir())
+    images = sqlite_service.data_dir / "objects" / "projects" / str(project["id"]) / "images"
+    stored = [p for p in images.rglob("*") if p.is_file()]
     assert len(stored) == 3
     listed = sqlite_service.admin.get(f"/projects/{project['id']}/images").json()
     assert listed["count"] == 3
