@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.pixels import Pixels, subset
 from models.strategies.base import Selection, SelectionContext
 from models.strategies.registry import (
     COLD_START,
@@ -42,9 +43,9 @@ class StepResult:
     candidate_probabilities: np.ndarray | None = None
 
 
-def pca_features(x: np.ndarray, dim: int = 32) -> np.ndarray:
+def pca_features(x: Pixels, dim: int = 32) -> np.ndarray:
     """Flattened pixels projected on their top principal components, for when no VAE is available."""
-    flat = x.reshape(len(x), -1).astype(np.float32)
+    flat = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
     flat = flat - flat.mean(0, keepdims=True)
     _, _, vt = np.linalg.svd(flat[:: max(1, len(flat) // 2000)], full_matrices=False)
     return flat @ vt[: min(dim, vt.shape[0])].T
@@ -52,7 +53,7 @@ def pca_features(x: np.ndarray, dim: int = 32) -> np.ndarray:
 
 def run_step(
     *,
-    pool_x: np.ndarray,
+    pool_x: Pixels,
     pool_ids: np.ndarray,
     labelled_pos: np.ndarray,
     labels: np.ndarray,
@@ -153,7 +154,7 @@ def run_step(
     report("selecting", 0.75)
     probabilities = None
     if model is not None and len(candidate_pos):
-        probabilities = predict_proba(model, pool_x[candidate_pos])
+        probabilities = predict_proba(model, subset(pool_x, candidate_pos))
     if learner is not None and len(candidate_pos):
         assert features is not None
         probabilities = learner.predict_proba(features[candidate_pos])
@@ -176,7 +177,7 @@ def run_step(
         ctx.labelled_features = feats[labelled_pos]
     if NEEDS_GENERATIVE in spec.needs:
         ctx.extras.update(generative() if generative else {})
-        ctx.extras.update(task_model=model, labelled_x=pool_x[labelled_pos], candidate_x=pool_x[candidate_pos])
+        ctx.extras.update(task_model=model)
         if learner is not None and effective in ("snn", "hybrid"):
             # snn climbs the head in feature space; the VAE stays for si and snn-plain.
             ctx.extras["head"] = learner.head

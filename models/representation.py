@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.pixels import Pixels, chunks
 from models.training import ProgressFn, seed_everything, select_device
 
 Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -230,7 +231,7 @@ class SimCLR:
         self.encoder: ConvEncoder | None = None
         self.history: SimCLRHistory | None = None
 
-    def fit(self, x: np.ndarray, *, progress: ProgressFn | None = None) -> SimCLR:
+    def fit(self, x: Pixels, *, progress: ProgressFn | None = None) -> SimCLR:
         """Trains on every image of x: [N, C, S, S] float32 in [0, 1]. Returns self."""
         device = self.device or select_device()
         seed_everything(self.seed)
@@ -242,8 +243,8 @@ class SimCLR:
         params = list(encoder.parameters()) + list(projector.parameters())
         optimiser = torch.optim.Adam(params, lr=self.lr, weight_decay=1e-6)
         augment = default_augmentation()
-        xt = torch.as_tensor(x, dtype=torch.float32)
-        n = len(xt)
+        # Batches are read from x as they are drawn: the pool may be bytes on disk (models.pixels).
+        n = len(x)
         bs = min(self.batch_size, n)
         steps_per_epoch = max(1, n // bs)  # drop the ragged last batch: NT-Xent needs negatives
         total = self.epochs * steps_per_epoch
@@ -262,7 +263,7 @@ class SimCLR:
             for b in range(steps_per_epoch):
                 if step >= total:
                     break
-                xb = xt[order[b * bs : (b + 1) * bs]]
+                xb = torch.as_tensor(x[order[b * bs : (b + 1) * bs].numpy()], dtype=torch.float32)
                 v1, v2 = augment(xb, gen).to(device), augment(xb, gen).to(device)
                 loss = nt_xent(projector(encoder(v1)), projector(encoder(v2)), self.temperature)
                 optimiser.zero_grad(set_to_none=True)
@@ -293,7 +294,7 @@ class SimCLR:
         return self
 
     @torch.no_grad()
-    def transform(self, x: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
+    def transform(self, x: Pixels, *, batch_size: int = 512) -> np.ndarray:
         """[N, C, S, S] images -> [N, D] float32 features (the encoder output, before the projector)."""
         if self.encoder is None:
             raise RuntimeError("SimCLR.transform before fit")
@@ -301,7 +302,7 @@ class SimCLR:
 
 
 @torch.no_grad()
-def encode(encoder: ConvEncoder, x: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
+def encode(encoder: ConvEncoder, x: Pixels, *, batch_size: int = 512) -> np.ndarray:
     device = next(encoder.parameters()).device
     encoder.eval()
     out = [
@@ -312,24 +313,27 @@ def encode(encoder: ConvEncoder, x: np.ndarray, *, batch_size: int = 512) -> np.
 
 
 def pixel_pca(
-    pool_x: np.ndarray, other_x: np.ndarray, dims: int = 64, sample: int = 5000, seed: int = 0
+    pool_x: Pixels, other_x: Pixels, dims: int = 64, sample: int = 5000, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """The pool (and another split) projected on the pool pixels' top principal components: the
     stand-in representation a round uses while the learned one trains. Fitted on at most `sample`
-    pool images, so it costs seconds even for a large pool."""
-    flat = pool_x.reshape(len(pool_x), -1).astype(np.float32)
+    pool images and projected a chunk at a time, so it costs seconds and no float copy of the pool
+    even for a million images."""
     rng = np.random.default_rng(seed)
-    fit_rows = flat if len(flat) <= sample else flat[rng.choice(len(flat), sample, replace=False)]
+    n = len(pool_x)
+    fit_rows = np.asarray(pool_x[np.arange(n)] if n <= sample else pool_x[rng.choice(n, sample, replace=False)])
+    fit_rows = fit_rows.reshape(len(fit_rows), -1).astype(np.float32)
     mean = fit_rows.mean(0)
     centred = fit_rows - mean
     # Eigenvectors of the D x D covariance: cheaper than an SVD of the rows when N > D.
     values, vectors = np.linalg.eigh(centred.T @ centred / max(len(centred) - 1, 1))
-    k = max(1, min(dims, len(fit_rows) - 1, flat.shape[1]))
+    k = max(1, min(dims, len(fit_rows) - 1, fit_rows.shape[1]))
     basis = vectors[:, np.argsort(values)[::-1][:k]]
 
-    def project(x: np.ndarray) -> np.ndarray:
-        if len(x) == 0:
-            return np.zeros((0, k), np.float32)
-        return ((x.reshape(len(x), -1).astype(np.float32) - mean) @ basis).astype(np.float32)
+    def project(x: Pixels) -> np.ndarray:
+        out = np.zeros((len(x), k), np.float32)
+        for start, rows in chunks(x):
+            out[start : start + len(rows)] = (rows.reshape(len(rows), -1) - mean) @ basis
+        return out
 
     return project(pool_x), project(other_x)

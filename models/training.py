@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.nets.classifier import SmallCNN
+from models.pixels import Pixels
 
 ProgressFn = Callable[[float], None]
 
@@ -117,7 +118,7 @@ def fit_classifier(
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, x: np.ndarray, *, batch_size: int = 1024) -> np.ndarray:
+def predict_proba(model: nn.Module, x: Pixels, *, batch_size: int = 1024) -> np.ndarray:
     """[N, C, S, S] images -> [N, n_classes] probabilities."""
     device = next(model.parameters()).device
     model.eval()

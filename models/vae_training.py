@@ -9,11 +9,12 @@ import torch
 import torch.nn.functional as F
 
 from models.nets.vae import ConvVAE, ExemplarPrior, gaussian_kl
+from models.pixels import Pixels, subset
 from models.training import ProgressFn, seed_everything, select_device
 
 
 def fit_vae(
-    x: np.ndarray,
+    x: Pixels,
     *,
     latent_dim: int = 32,
     beta: float = 1.0,
@@ -29,7 +30,9 @@ def fit_vae(
     """Fits a ConvVAE on every pool image (labels are never used).
 
     Args:
-        x: [N, C, S, S] float32 in [0, 1].
+        x: [N, C, S, S] float32 in [0, 1] (an ndarray or the pool's bytes, models.pixels).
+            Training stops after `max_steps` batches; a pool larger than that many batches is fitted
+            on a seeded sample of that size, so one epoch never grows with the pool.
         latent_dim: size of the latent code.
         beta: weight of the KL (or exemplar-prior) term.
         prior: "gaussian" (standard normal) or "exemplar" (Exemplar VAE, leave-one-out).
@@ -40,13 +43,16 @@ def fit_vae(
     device = device or select_device()
     seed_everything(seed)
     generator = torch.Generator().manual_seed(seed)
-    n, channels, size = len(x), x.shape[1], x.shape[2]
+    channels, size = x.shape[1], x.shape[2]
+    bs = min(batch_size, len(x))
+    if len(x) > max_steps * bs:
+        keep = np.sort(np.random.default_rng(seed).choice(len(x), max_steps * bs, replace=False))
+        x = subset(x, keep)
+    n = len(x)
     model = ConvVAE(channels, size, latent_dim).to(device)
     exemplar_prior = ExemplarPrior(latent_dim).to(device) if prior == "exemplar" else None
     params = list(model.parameters()) + (list(exemplar_prior.parameters()) if exemplar_prior else [])
     optimiser = torch.optim.Adam(params, lr=lr)
-    xt = torch.as_tensor(x, dtype=torch.float32)
-    bs = min(batch_size, n)
     steps_per_epoch = math.ceil(n / bs)
     epochs = max(1, min(epochs, max_steps // steps_per_epoch))
     total = epochs * steps_per_epoch
@@ -64,7 +70,7 @@ def fit_vae(
         model.train()
         for start in range(0, n, bs):
             idx = order[start : start + bs]
-            xb = xt[idx].to(device)
+            xb = torch.as_tensor(x[idx.numpy()], dtype=torch.float32).to(device)
             logits, mu, logvar = model(xb)
             recon = F.binary_cross_entropy_with_logits(logits, xb, reduction="none").flatten(1).sum(1)
             if exemplar_prior is None:
@@ -91,7 +97,7 @@ def fit_vae(
 @torch.no_grad()
 def encode_means(
     model: ConvVAE,
-    x: np.ndarray,
+    x: Pixels,
     *,
     device: torch.device | None = None,
     batch_size: int = 1024,

@@ -55,3 +55,24 @@ def test_a_torn_append_does_not_shift_rows(tmp_path: Path) -> None:
     assert cache.decoded_last == 6
     np.testing.assert_array_equal(rows, load_arrays(storage, keys, 28, 1))
     assert cache.data_path.stat().st_size == 12 * cache.row_bytes
+
+
+def test_a_cold_pool_is_decoded_in_chunks_and_read_as_bytes(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import worker.data
+
+    monkeypatch.setattr(worker.data, "DECODE_CHUNK", 4)
+    storage, keys = _store(tmp_path, 10)
+    cache = PixelCache(tmp_path / "cache", 28, 1)
+    heard: list[float] = []
+    pool = cache.load(storage, keys, progress=heard.append)
+    assert cache.decoded_last == 10 and heard == [0.4, 0.8, 1.0]
+    # The rows stay uint8 on disk; floats exist only for what is indexed, equal to decoding.
+    assert isinstance(pool.table, np.memmap) and pool.table.dtype == np.uint8
+    decoded = load_arrays(storage, keys, 28, 1)
+    np.testing.assert_array_equal(pool[3], decoded[3])
+    np.testing.assert_array_equal(pool[2:7], decoded[2:7])
+    np.testing.assert_array_equal(pool[np.array([9, 0, 4])], decoded[[9, 0, 4]])
+    view = pool.subset(np.array([8, 1, 5]))
+    assert view.shape == (3, 1, 28, 28)
+    np.testing.assert_array_equal(view[1:], decoded[[1, 5]])
+    np.testing.assert_array_equal(view.to_array(), decoded[[8, 1, 5]])

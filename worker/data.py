@@ -5,7 +5,7 @@ from __future__ import annotations
 import fcntl
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,6 +13,10 @@ import numpy as np
 from PIL import Image as PILImage
 
 from app.storage import Storage
+from models.pixels import PoolPixels
+
+# Images decoded (as float32) before they are appended to the cache: bounds a cold round's memory.
+DECODE_CHUNK = 16_384
 
 
 def decode(data: bytes, size: int, channels: int) -> np.ndarray:
@@ -65,35 +69,45 @@ class PixelCache:
             return {}
         return {key: row for row, key in enumerate(self.keys_path.read_text().splitlines())}
 
-    def load(self, storage: Storage, keys: Sequence[str]) -> np.ndarray:
-        """[N, C, size, size] float32 in [0, 1] for the keys, in order; `decoded_last` says how many
-        had to be decoded from storage this time."""
+    def load(
+        self, storage: Storage, keys: Sequence[str], *, progress: Callable[[float], None] | None = None
+    ) -> PoolPixels:
+        """[N, C, size, size] images for the keys, in order, as uint8 rows of the memory-mapped cache
+        that become float32 in [0, 1] only where indexed (models.pixels); `decoded_last` says how many
+        had to be decoded from storage this time. New images are decoded and appended a chunk at a
+        time, so a cold million-image pool never sits in memory as floats, a killed worker keeps the
+        chunks it finished, and `progress` hears the fraction decoded."""
         rows = self._rows()
         missing = list(dict.fromkeys(k for k in keys if k not in rows))
         self.decoded_last = len(missing)
+        for start in range(0, len(missing), DECODE_CHUNK):
+            chunk = missing[start : start + DECODE_CHUNK]
+            fresh = (load_arrays(storage, chunk, self.size, self.channels) * 255.0).round().astype(np.uint8)
+            rows = self._append(chunk, fresh)
+            if progress is not None:
+                progress(min(start + DECODE_CHUNK, len(missing)) / len(missing))
         if missing:
-            fresh = (load_arrays(storage, missing, self.size, self.channels) * 255.0).round().astype(np.uint8)
-            with self.lock_path.open("a") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-                rows = self._rows()
-                todo = [i for i, key in enumerate(missing) if key not in rows]
-                if todo:
-                    with self.data_path.open("ab") as data:
-                        data.truncate(len(rows) * self.row_bytes)
-                        data.write(fresh[todo].tobytes())
-                        data.flush()
-                        os.fsync(data.fileno())
-                    with self.keys_path.open("a") as index:
-                        index.write("".join(f"{missing[i]}\n" for i in todo))
-                    rows.update({missing[i]: len(rows) + n for n, i in enumerate(todo)})
-        out = np.empty((len(keys), self.channels, self.size, self.size), dtype=np.float32)
-        if keys:
-            table = np.memmap(self.data_path, dtype=np.uint8, mode="r").reshape(-1, self.channels, self.size, self.size)
-            order = np.asarray([rows[k] for k in keys], dtype=np.int64)
-            out[:] = table[order]
-            out /= 255.0
-            del table
-        return out
+            rows = self._rows()
+        if not keys:
+            return PoolPixels(np.zeros((0, self.channels, self.size, self.size), np.uint8), np.zeros(0, np.int64))
+        table = np.memmap(self.data_path, dtype=np.uint8, mode="r").reshape(-1, self.channels, self.size, self.size)
+        return PoolPixels(table, np.asarray([rows[k] for k in keys], dtype=np.int64))
+
+    def _append(self, keys: list[str], fresh: np.ndarray) -> dict[str, int]:
+        with self.lock_path.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            rows = self._rows()
+            todo = [i for i, key in enumerate(keys) if key not in rows]
+            if todo:
+                with self.data_path.open("ab") as data:
+                    data.truncate(len(rows) * self.row_bytes)
+                    data.write(fresh[todo].tobytes())
+                    data.flush()
+                    os.fsync(data.fileno())
+                with self.keys_path.open("a") as index:
+                    index.write("".join(f"{keys[i]}\n" for i in todo))
+                rows.update({keys[i]: len(rows) + n for n, i in enumerate(todo)})
+        return rows
 
 
 def encode_png(pixels: np.ndarray) -> bytes:
