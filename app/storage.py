@@ -28,6 +28,12 @@ class Storage(Protocol):
     def delete(self, key: str) -> None: ...
 
 
+def image_key(project_id: int, sha256: str, extension: str) -> str:
+    """Where an image's bytes live: named by content, in 256 folders by the hash's first byte (a
+    million-image pool on local storage is 256 folders of ~4,000 files, not one of a million)."""
+    return f"projects/{project_id}/images/{sha256[:2]}/{sha256}.{extension}"
+
+
 def _check_key(key: str) -> str:
     path = PurePosixPath(key)
     if path.is_absolute() or ".." in path.parts or not key:

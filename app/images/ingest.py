@@ -25,7 +25,7 @@ from app.images.orm import Image, Split
 from app.images.schemas import Duplicate, Rejected, UploadReport
 from app.images.verify import ALLOWED_FORMATS, Limits, VerifiedImage, default_processes, verify_pool
 from app.projects.orm import Project
-from app.storage import Storage
+from app.storage import Storage, image_key
 from app.users.orm import User
 
 # Images are verified, deduplicated and inserted in runs of this many (or this many bytes): enough
@@ -306,7 +306,7 @@ def _store_run(
                     # a rolled-back request is simply reused by the next upload of the same bytes. The
                     # hash's first byte names a subfolder, so a million-image pool is 256 folders of
                     # ~4,000 files on local storage, not one folder of a million.
-                    storage_key=f"projects/{project.id}/images/{verified.sha256[:2]}/{verified.sha256}.{ext}",
+                    storage_key=image_key(project.id, verified.sha256, ext),
                     sha256=verified.sha256,
                     format=verified.format,
                     width=verified.width,
