@@ -101,9 +101,9 @@ def test_whole_worker_killed_round_is_resent_by_the_sweeper(
     service = start_service(tmp_path_factory.mktemp("faults-pg"), env, separate_worker=True, name="faults-pg")
     try:
         pid = _slow_project(service)
-        round_id = service.admin.post(f"/projects/{pid}/rounds", json={"strategy": "random", "batch_size": 6}).json()[
-            "id"
-        ]
+        round_id = service.admin.post(
+            f"/projects/{pid}/rounds", json={"strategy": "typiclust", "batch_size": 6}
+        ).json()["id"]
         _wait_for_phase(service, round_id, "training VAE")
         worker = service.processes[1]
         for victim in [*descendants(worker.pid), worker.pid]:

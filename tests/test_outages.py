@@ -120,10 +120,10 @@ def test_broker_outage_when_starting_a_round(proxied: dict) -> None:
 
 def test_redis_restart_during_a_round(proxied: dict) -> None:
     service: LiveService = proxied["service"]
-    # No representation: the round trains a VAE, a phase long enough to cut Redis in.
+    # No representation: a latent-space strategy trains a VAE, a phase long enough to cut Redis in.
     project = create_project(service.admin, vae_epochs=60, latent_dim=8, representation="none")
     upload(service.admin, project["id"], [("p.zip", digits_zip(np.arange(200, 500), with_labels=False))])
-    created = service.admin.post(f"/projects/{project['id']}/rounds", json={"strategy": "random", "batch_size": 8})
+    created = service.admin.post(f"/projects/{project['id']}/rounds", json={"strategy": "typiclust", "batch_size": 8})
     deadline = time.monotonic() + 120
     while service.admin.get(f"/rounds/{created.json()['id']}").json()["phase"] != "training VAE":
         assert time.monotonic() < deadline

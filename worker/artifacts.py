@@ -61,5 +61,11 @@ def save_latents(storage: Storage, key: str, ids: np.ndarray, codes: np.ndarray)
     storage.put(key, buf.getvalue())
 
 
+def load_latents(storage: Storage, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(ids [N], codes [N, D]) as save_latents stored them."""
+    with np.load(io.BytesIO(storage.get(key))) as npz:
+        return npz["ids"], npz["codes"]
+
+
 def save_index(storage: Storage, key: str, index: LatentIndex) -> None:
     storage.put(key, index.to_bytes())

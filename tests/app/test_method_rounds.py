@@ -58,6 +58,8 @@ def test_snn_then_si_rounds(sqlite_service: LiveService) -> None:
     # The pool did not change, so the VAE from round 1 is reused and no image is decoded again.
     assert second["metrics"]["vae"]["trained"] is False
     assert second["metrics"]["decoded_images"] == 0
+    # ... and the pool's latents in it are read back from round 1's artifact, not encoded again.
+    assert second["metrics"]["vae"]["encoded_now"] == 0
     picks = engineer.get(f"/rounds/{second['id']}/suggestions").json()["data"]
     assert len(picks) == 10
     assert not {p["image_id"] for p in picks} & labelled
@@ -86,6 +88,11 @@ def test_snn_then_si_rounds(sqlite_service: LiveService) -> None:
     # Labelled synthetic images train the model like any other label.
     assert after["metrics"]["labels"] == len(labelled) + 4
     assert engineer.get(f"/projects/{pid}").json()["counts"]["synthetic"] == 4
+    # entropy with labels needs no latent space: no VAE is loaded, trained or encoded for it, and
+    # the map keeps showing the newest round that selected in one.
+    assert after["metrics"]["vae"] == {"trained": False, "needed": False}
+    shown = engineer.get(f"/projects/{pid}/latent-map").json()
+    assert shown["round_id"] == third["id"] and shown["count"] > 0, shown
 
 
 def test_si_refused_when_project_forbids_synthetic(sqlite_service: LiveService) -> None:

@@ -55,13 +55,15 @@ def s3_service(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> It
 
 
 def test_images_and_artifacts_live_in_the_bucket(s3_service: LiveService, s3_endpoint: str) -> None:
-    # No representation: the round trains a VAE, so model weights are among the artifacts in the bucket.
+    # No representation: a latent-space strategy trains a VAE, so its weights are among the artifacts.
     project = create_project(s3_service.admin, vae_epochs=3, latent_dim=8, representation="none")
     report = upload(
         s3_service.admin, project["id"], [("pool.zip", digits_zip(np.arange(40), with_labels=False))]
     ).json()
     assert len(report["accepted"]) == 40
-    created = s3_service.admin.post(f"/projects/{project['id']}/rounds", json={"strategy": "random", "batch_size": 5})
+    created = s3_service.admin.post(
+        f"/projects/{project['id']}/rounds", json={"strategy": "typiclust", "batch_size": 5}
+    )
     state = wait_for_round(s3_service.admin, created.json()["id"])
     assert state["status"] == "ready", state
     image = s3_service.admin.get(f"/images/{report['accepted'][0]}/file")

@@ -33,6 +33,8 @@ def list_strategies() -> dict[str, Any]:
 
 # A map job that neither finished nor failed by then (its worker died) is asked for again.
 MAP_RETRY = timedelta(minutes=10)
+# How far back the map looks for a round that selected in a latent space.
+MAP_ROUNDS_BACK = 50
 
 
 def _load_npz(storage: Storage, key: str | None, *names: str) -> tuple[np.ndarray, ...] | None:
@@ -80,15 +82,24 @@ def latent_map(
     until then a PCA projection is returned with `layout_pending: true`, and asking again later gives
     the t-SNE one. `space` says which representation the round selected in.
     """
-    latest = session.scalar(
-        select(Round)
-        .where(Round.project_id == project.id, Round.status.in_(["ready", "closed"]))
-        .order_by(Round.index.desc())
-        .limit(1)
+    # A round whose strategy needed no latent space (random without a representation) has none:
+    # the map shows the newest round that has one.
+    latest = next(
+        (
+            r
+            for r in session.scalars(
+                select(Round)
+                .where(Round.project_id == project.id, Round.status.in_(["ready", "closed"]))
+                .order_by(Round.index.desc())
+                .limit(MAP_ROUNDS_BACK)
+            )
+            if (r.artifacts or {}).get("latents")
+        ),
+        None,
     )
     empty: dict[str, Any] = {"round_id": None, "data": [], "count": 0, "layout": None, "layout_pending": False}
-    if latest is None or not (latest.artifacts or {}).get("latents"):
-        return {**empty, "message": "no latents yet: run a round first"}
+    if latest is None:
+        return {**empty, "message": "no latents yet: run a round whose strategy uses a latent space"}
     pending = False
     layout = _load_npz(storage, latest.map_key, "ids", "xy", "method")
     if layout is None:
