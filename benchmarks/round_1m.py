@@ -1,19 +1,22 @@
 """Rounds on a million-image pool through the real service (REST upload, embedded workers, SQLite),
 on whatever machine runs it: a cold `random` round (it decodes the pool into the worker's pixel cache),
-a warm one, and a warm `typiclust` round (k-means clusters of the million in the pixel-PCA space that
-stands in before a representation exists). The project is created with `representation: none`, so
-the rounds measure the pool path alone; the learned representation at this size is not part of it.
+a warm one, then two `typiclust` rounds (k-means clusters of the million in the VAE's latent space:
+the first trains the VAE and encodes the pool, the second reads those latents back). The project is
+created with `representation: none`, so the rounds measure the pool path alone; the learned
+representation at this size is not part of it.
 
     python benchmarks/round_1m.py                      # writes benchmarks/results/round_1m.json
     python benchmarks/round_1m.py --images 200000 --out /tmp/round_200k.json
 
 The pool: the million distinct 28x28 PNGs of benchmarks/ingest_speed.py, uploaded in zips of 5,000.
-Peak memory is read from /proc for the API process and each worker process.
+Peak memory is read from /proc for the API process and each worker process, over the whole run and
+(reset through /proc/PID/clear_refs after each round) for each round's worker processes.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -50,6 +53,12 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def reset_peak(pid: int) -> None:
+    """Starts the process's peak-RSS count again (Linux: 5 > /proc/PID/clear_refs)."""
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
 def run(images: int, batch: int) -> dict[str, object]:
     tmp = Path(tempfile.mkdtemp(prefix="suggestlab-1m-"))
     print(f"building {images} PNGs...", flush=True)
@@ -81,15 +90,29 @@ def run(images: int, batch: int) -> dict[str, object]:
         shutil.rmtree(tmp / "zips")
 
         rounds = []
-        for strategy in ("random", "random", "typiclust"):
+        overall: dict[str, float] = {}
+        for strategy in ("random", "random", "typiclust", "typiclust"):
             created = client.post(
                 f"/projects/{pid}/rounds", json={"strategy": strategy, "batch_size": batch, "close_open": True}
             ).json()
             state, wall = wait_ready(client, created["id"], timeout=3600)
-            rounds.append({"strategy": strategy, "wall_s": round(wall, 2), **_timings(state)})
+            workers = descendants(serve.pid)
+            peaks = {proc: peak_rss_mb(proc) or 0.0 for proc in workers}
+            for proc, mb in peaks.items():
+                overall[str(proc)] = max(mb, overall.get(str(proc), 0.0))
+                reset_peak(proc)
+            rounds.append(
+                {
+                    "strategy": strategy,
+                    "wall_s": round(wall, 2),
+                    "worker_peak_rss_mb": max(peaks.values(), default=None),
+                    **_timings(state),
+                }
+            )
             print(json.dumps(rounds[-1]), flush=True)
         out["rounds"] = rounds
-        out["peak_rss_mb"] = {str(p): peak_rss_mb(p) for p in [serve.pid, *descendants(serve.pid)]}
+        out["api_peak_rss_mb"] = peak_rss_mb(serve.pid)
+        out["worker_peak_rss_mb"] = overall
     finally:
         serve.terminate()
         try:
