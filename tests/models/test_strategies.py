@@ -84,6 +84,28 @@ def test_k_center_covers_clusters() -> None:
     assert 0 not in {i // 25 for i in picked}
 
 
+def test_typiclust_samples_large_clusters_and_still_picks_their_dense_core() -> None:
+    rng = np.random.default_rng(0)
+    # One cluster of 6,000: a dense core of 600 points inside a wide halo.
+    points = np.concatenate([rng.normal(scale=0.2, size=(600, 2)), rng.normal(scale=5.0, size=(5400, 2))])
+    ctx = SelectionContext(
+        candidate_ids=np.arange(len(points)),
+        labelled_ids=np.zeros(0, np.int64),
+        labels=np.zeros(0, np.int64),
+        n_classes=2,
+        seed=3,
+        candidate_features=points.astype(np.float32),
+        labelled_features=np.zeros((0, 2), np.float32),
+    )
+    strategy = get_strategy("typiclust", max_members=500)
+    # The most typical of a 500-member sample is still a core point, and the same seed gives it again.
+    for seed in range(5):
+        ctx.seed = seed
+        (picked,) = strategy.select(ctx, 1).image_ids
+        assert picked < 600, picked
+        assert strategy.select(ctx, 1).image_ids == [picked]
+
+
 def test_unknown_strategy_and_parameters() -> None:
     with pytest.raises(KeyError):
         get_strategy("psychic")
