@@ -49,6 +49,23 @@ def cli(env: dict[str, str], *args: str) -> str:
     ).stdout.strip()
 
 
+def start_serve(env: dict[str, str], port: int, *extra: str) -> subprocess.Popen:
+    """`suggestlab serve` on this port (with its embedded workers unless `--no-worker` is passed)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--log-level", "warning", *extra],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def api_client(port: int, token: str, timeout: float = 1800) -> httpx.Client:
+    """A client of the service's REST API on this port, as the holder of `token`."""
+    return httpx.Client(
+        base_url=f"http://127.0.0.1:{port}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+    )
+
+
 def wait_healthy(port: int, seconds: float = 60) -> None:
     """Until the service on this port answers /healthz (it may still be migrating or starting)."""
     deadline = time.monotonic() + seconds

@@ -24,14 +24,12 @@ import os
 import platform
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 import zipfile
 from pathlib import Path
 
-import httpx
 import numpy as np
 from PIL import Image as PILImage
 
@@ -39,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.datasets import load_dataset  # noqa: E402
-from benchmarks.api_load import cli, free_port, wait_healthy  # noqa: E402
+from benchmarks.api_load import api_client, cli, free_port, start_serve, wait_healthy  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 POSTGRES = os.environ.get("SUGGESTLAB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -111,17 +109,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         env["SUGGESTLAB_DATABASE_URL"] = url
     port = free_port()
     admin = cli(env, "create-user", "--name", "admin", "--role", "admin")
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--log-level", "warning", "--no-worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    serve = start_serve(env, port, "--no-worker")
     try:
         wait_healthy(port)
-        client = httpx.Client(
-            base_url=f"http://127.0.0.1:{port}/api/v1", headers={"Authorization": f"Bearer {admin}"}, timeout=1800
-        )
+        client = api_client(port, admin)
         body = {"name": "ingest", "classes": [str(i) for i in range(10)], "settings": {"representation": "none"}}
         pid = client.post("/projects", json=body).json()["id"]
         per_zip = []

@@ -27,12 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.api_load import cli, free_port, wait_healthy  # noqa: E402
+from benchmarks.api_load import api_client, cli, free_port, start_serve, wait_healthy  # noqa: E402
 from benchmarks.ingest_speed import peak_rss_mb, zips  # noqa: E402
 from benchmarks.round_speed import _timings, wait_ready  # noqa: E402
 
@@ -67,18 +65,11 @@ def run(images: int, batch: int) -> dict[str, object]:
     env = {**os.environ, "SUGGESTLAB_DATA_DIR": str(tmp / "data")}
     port = free_port()
     admin = cli(env, "create-user", "--name", "admin", "--role", "admin")
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    serve = start_serve(env, port)
     out: dict[str, object] = {"images": images, "batch": batch}
     try:
         wait_healthy(port)
-        client = httpx.Client(
-            base_url=f"http://127.0.0.1:{port}/api/v1", headers={"Authorization": f"Bearer {admin}"}, timeout=1800
-        )
+        client = api_client(port, admin)
         body = {"name": "million", "classes": [str(i) for i in range(10)], "settings": {"representation": "none"}}
         pid = client.post("/projects", json=body).json()["id"]
         t = time.monotonic()

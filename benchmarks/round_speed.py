@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.datasets import Dataset, load_dataset, to_zip  # noqa: E402
-from benchmarks.api_load import cli, free_port, wait_healthy  # noqa: E402
+from benchmarks.api_load import cli, free_port, start_serve, wait_healthy  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -65,12 +65,7 @@ def rounds_benchmark(warm_rounds: int, representation_budget: float) -> dict[str
     }
     port = free_port()
     admin = cli(env, "create-user", "--name", "admin", "--role", "admin")
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    serve = start_serve(env, port)
     out: dict[str, object] = {}
     try:
         wait_healthy(port)
