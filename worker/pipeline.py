@@ -355,7 +355,6 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
     vae_info: dict[str, Any] = {"trained": False, "needed": False}
     artifacts: dict[str, Any] = {}
     vae_space: dict[str, Any] = {}
-    vae_seconds = [0.0]
 
     def vae_latents() -> np.ndarray:
         """The VAE and the pool in it, made the first time a step asks: a round whose strategy never
@@ -363,10 +362,9 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
         if not vae_space:
             began = time.monotonic()
             vae, codes, made, info = _latent_space(inputs, pool_x, pool_ids, storage, device, report)
-            vae_space.update(vae=vae, latents=codes)
+            vae_space.update(vae=vae, latents=codes, seconds=time.monotonic() - began)
             artifacts.update(made)
             vae_info.update(info, needed=True)
-            vae_seconds[0] += time.monotonic() - began
         return vae_space["latents"]
 
     latents: np.ndarray | Callable[[], np.ndarray]
@@ -386,7 +384,7 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
         artifacts["latents"] = artifact_key(inputs.project_id, inputs.round_id, "latents.npz")
         save_latents(storage, artifacts["latents"], pool_ids, latents)
     vae_s = time.monotonic() - t
-    eager_vae_s = vae_seconds[0]
+    made_before_step = bool(vae_space)
     graph = None
     if features is not None and len(labels) and len(np.unique(labels)) > 1:
         from models.learner import PoolGraph
@@ -435,6 +433,8 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
         key = artifact_key(inputs.project_id, inputs.round_id, "candidate-index.faiss")
         save_index(storage, key, built["index"])
         artifacts["candidate_index"] = key
+    # The VAE made inside the step (a cold start asked for latents) is VAE time, not selection time.
+    in_step_vae_s = vae_space.get("seconds", 0.0) if vae_space and not made_before_step else 0.0
     predictions = _predictions(step, features, pool_x, candidate_pos)
     if predictions is not None:
         artifacts["predictions"] = artifact_key(inputs.project_id, inputs.round_id, "predictions.npz")
@@ -468,12 +468,10 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
         "timings": {
             "load_s": round(load_s, 3),
             "representation_s": round(representation_s, 3),
-            # VAE training and encoding, wherever in the round a step first asked for them (a
-            # cold-start selection asks from inside the step: that part is not selection time).
-            "vae_s": round(vae_s + vae_seconds[0] - eager_vae_s, 3),
+            "vae_s": round(vae_s + in_step_vae_s, 3),
             "graph_s": round(graph_s, 3),
             **{k: round(v, 3) for k, v in step.timings.items()},
-            "select_s": round(step.timings.get("select_s", 0.0) - (vae_seconds[0] - eager_vae_s), 3),
+            "select_s": round(step.timings.get("select_s", 0.0) - in_step_vae_s, 3),
             "total_s": round(time.monotonic() - started, 3),
         },
     }
@@ -572,32 +570,24 @@ def _representation(
         return features, val_features, {"kind": "pixels-pca", "why": why, "requested": requested}, None
     features_key, encoder_key = inputs.representation_artifacts["features"], inputs.representation_artifacts["encoder"]
     ids, known = WARM.get("features", features_key, lambda: load_features(storage, features_key))
-    row_of = {int(image_id): row for row, image_id in enumerate(ids.tolist())}
-    missing = [i for i, image_id in enumerate(pool_ids.tolist()) if image_id not in row_of]
     encoder = WARM.get("encoder", f"{encoder_key}@{device}", lambda: load_encoder(storage, encoder_key, device))
-    if not missing and len(ids) == len(pool_ids) and np.array_equal(ids, pool_ids):
-        features = known
-    else:
-        features = np.zeros((len(pool_ids), known.shape[1]), dtype=np.float32)
-        missing_set = set(missing)
-        present = [i for i in range(len(pool_ids)) if i not in missing_set]
-        features[present] = known[[row_of[int(pool_ids[i])] for i in present]]
-        if missing:
-            features[missing] = encode(encoder, pool_x[missing])
+    features, encoded = known_then_encoded(
+        pool_ids, ids, known, known.shape[1], lambda positions: encode(encoder, subset(pool_x, positions))
+    )
     val_features = WARM.get(
         "validation",
         digest_of(encoder_key, inputs.validation_ids),
         lambda: encode(encoder, val_x) if len(val_x) else np.zeros((0, known.shape[1]), np.float32),
     )
-    gone = len(set(row_of) - set(pool_ids.tolist()))
-    changed = (len(missing) + gone) / max(len(ids), 1)
+    gone = len(np.setdiff1d(ids, pool_ids))
+    changed = (encoded + gone) / max(len(ids), 1)
     requested = None
     if changed > project.vae_refresh_fraction and not inputs.representation_active:
         requested = _request_representation(inputs.project_id, settings)
     info = {
         "kind": "simclr",
         "id": inputs.representation_id,
-        "encoded_now": len(missing),
+        "encoded_now": encoded,
         "pool_changed": round(changed, 4),
         "refresh_requested": requested,
     }
@@ -688,21 +678,39 @@ def _vae_codes(
             known_ids, known = load_latents(storage, inputs.previous_vae_latents_key)
         except Exception:  # unreadable or gone: encode the pool again
             log.warning("could not read latents %s", inputs.previous_vae_latents_key, exc_info=True)
-    if known is not None and np.array_equal(known_ids, pool_ids):
+    latents, encoded = known_then_encoded(
+        pool_ids, known_ids, known, vae.latent_dim, lambda positions: encode_means(vae, subset(pool_x, positions))
+    )
+    if latents is known:
         assert inputs.previous_vae_latents_key is not None
-        return known, inputs.previous_vae_latents_key, 0
+        return latents, inputs.previous_vae_latents_key, 0
+    key = artifact_key(inputs.project_id, inputs.round_id, "latents.npz")
+    save_latents(storage, key, pool_ids, latents)
+    return latents, key, encoded
+
+
+def known_then_encoded(
+    pool_ids: np.ndarray,
+    known_ids: np.ndarray,
+    known: np.ndarray | None,
+    dim: int,
+    encode: Callable[[np.ndarray], np.ndarray],
+) -> tuple[np.ndarray, int]:
+    """The pool's rows in some space: rows of `known` (by image id) where it has them, `encode(positions)`
+    for the rest, and how many were encoded. `known` itself when its rows are exactly the pool's, so a
+    caller can tell an unchanged pool by identity and point at the stored artifact."""
+    if known is not None and np.array_equal(known_ids, pool_ids):
+        return known, 0
     row_of = {int(image_id): row for row, image_id in enumerate(known_ids.tolist())}
     have = np.asarray([i for i, image_id in enumerate(pool_ids.tolist()) if image_id in row_of], dtype=np.int64)
     missing = np.setdiff1d(np.arange(len(pool_ids)), have)
-    latents = np.zeros((len(pool_ids), vae.latent_dim), dtype=np.float32)
+    rows = np.zeros((len(pool_ids), dim), dtype=np.float32)
     if len(have):
         assert known is not None
-        latents[have] = known[[row_of[int(pool_ids[i])] for i in have]]
+        rows[have] = known[[row_of[int(pool_ids[i])] for i in have]]
     if len(missing):
-        latents[missing] = encode_means(vae, subset(pool_x, missing))
-    key = artifact_key(inputs.project_id, inputs.round_id, "latents.npz")
-    save_latents(storage, key, pool_ids, latents)
-    return latents, key, len(missing)
+        rows[missing] = encode(missing)
+    return rows, len(missing)
 
 
 class Heartbeat:
