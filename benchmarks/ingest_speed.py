@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.datasets import load_dataset  # noqa: E402
 from benchmarks.api_load import api_client, cli, free_port, start_serve, wait_healthy  # noqa: E402
+from models.cores import usable_cores  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 POSTGRES = os.environ.get("SUGGESTLAB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -166,7 +167,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "seconds": round(total, 1),
         "images_per_s": round(args.images / total),
         "per_zip_s": per_zip,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "machine": f"{platform.machine()}, {usable_cores()} cores",
     }
 
 

@@ -13,7 +13,6 @@ Queries are held-out augmented digits, as many as a round's moved codes (snn) wo
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.datasets import load_dataset  # noqa: E402
+from models.cores import usable_cores  # noqa: E402
 from models.latent_index import LatentIndex  # noqa: E402
 from models.learner import PoolGraph  # noqa: E402
 
@@ -112,7 +112,7 @@ def main() -> int:
         ]
     )
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     print('# Nearest-neighbour search at scale (issue #11, "A million images")\n')
     print(
         f"`python {' '.join(['benchmarks/knn_scale.py', *sys.argv[1:]])}`; {cores} CPU cores, faiss "

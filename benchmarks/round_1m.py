@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.api_load import api_client, cli, free_port, start_serve, wait_healthy  # noqa: E402
 from benchmarks.ingest_speed import peak_rss_mb, zips  # noqa: E402
 from benchmarks.round_speed import _timings, wait_ready  # noqa: E402
+from models.cores import usable_cores  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -111,7 +112,7 @@ def run(images: int, batch: int) -> dict[str, object]:
         except subprocess.TimeoutExpired:
             serve.kill()
         shutil.rmtree(tmp, ignore_errors=True)
-    out["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"
+    out["machine"] = f"{platform.machine()}, {usable_cores()} cores"
     return out
 
 

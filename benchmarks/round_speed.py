@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.datasets import Dataset, load_dataset, to_zip  # noqa: E402
 from benchmarks.api_load import cli, free_port, start_serve, wait_healthy  # noqa: E402
+from models.cores import usable_cores  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -194,7 +195,7 @@ def main() -> int:
     command = "python benchmarks/round_speed.py " + " ".join(sys.argv[1:])
     results: dict[str, object] = {
         "command": command.strip(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "machine": f"{platform.machine()}, {usable_cores()} cores",
     }
     if not args.skip_demo:
         results["demo"] = [demo_benchmark(False), demo_benchmark(True)]

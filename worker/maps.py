@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 
 import numpy as np
 from sqlalchemy import select, update
@@ -19,6 +18,7 @@ from app.core.db import session_scope
 from app.core.settings import Settings
 from app.rounds.orm import Round, Suggestion
 from app.storage import get_storage
+from models.cores import usable_cores
 from models.layout import layout_2d, map_sample
 from worker.jobs import failure_text
 
@@ -46,8 +46,7 @@ def build_map(round_id: int, settings: Settings) -> None:
             # A round's own latents ("codes"), or the representation's features it selected in.
             ids, codes = npz["ids"], npz["codes" if "codes" in npz.files else "features"]
         chosen = map_sample(ids, keep, MAP_POINTS)
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        xy, method = layout_2d(codes[chosen], seed=round_id, n_jobs=max(1, min(cores, 8)))
+        xy, method = layout_2d(codes[chosen], seed=round_id, n_jobs=min(usable_cores(), 8))
         buf = io.BytesIO()
         np.savez_compressed(buf, ids=ids[chosen], xy=xy.astype(np.float32), method=np.array(method))
         key = map_key(project_id, round_id)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import multiprocessing
-import os
 import threading
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -18,6 +17,8 @@ from dataclasses import dataclass
 
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
+
+from models.cores import usable_cores
 
 # Pillow format name -> file extension and content type served back.
 ALLOWED_FORMATS: dict[str, tuple[str, str]] = {
@@ -122,7 +123,7 @@ def default_processes() -> int:
     """A pool only where there are cores to spare: the request's own thread keeps one busy reading
     archives, storing and inserting, and on 2 cores a pool of 2 was slower than none (20,000 PNGs
     through REST: 3,465 against 3,612 images/s, benchmarks/results/ingest_speed.md)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     return 1 if cores < 4 else min(cores - 1, 8)
 
 
