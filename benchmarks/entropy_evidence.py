@@ -21,7 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from models.simulate import SimulationConfig, _representation_for, load_simulation_data  # noqa: E402
+from models.simulate import SimulationConfig, load_simulation_data, representation_for  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / "results" / "cache"
 
@@ -91,7 +91,7 @@ def replay(data, learner: str, strategy: str, seed: int, features, test_features
 
 def main() -> int:
     data = load_simulation_data("mnist5k")
-    features, test_features = _representation_for(data, SimulationConfig(strategies=[]), CACHE)
+    features, test_features = representation_for(data, SimulationConfig(strategies=[]), CACHE)
     seeds = range(3)
     out = [
         "# Entropy sampling: what it picks and how calibrated its model is",

@@ -7,19 +7,22 @@ set). Every step is `models.active.run_step`, the function real rounds use.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from models.cores import usable_cores
 
 
 @dataclass
@@ -48,6 +51,9 @@ class SimulationConfig:
     learner: str = "simclr"
     # None: the epochs of the device's setting (models.representation.SETTINGS), as a project gets.
     representation_epochs: int | None = None
+    # None: the setting of the device this runs on. "cuda" on a CPU machine reads the GPU setting's
+    # features from the cache, so curves of a representation trained on a GPU can be run anywhere.
+    representation_setting: str | None = None
 
 
 def split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int = 0) -> tuple[np.ndarray, ...]:
@@ -137,7 +143,7 @@ def _vae_for(data: SimulationData, seed: int, config: SimulationConfig, cache: P
 _FEATURES_IN_MEMORY: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
 
 
-def _representation_for(
+def representation_for(
     data: SimulationData, config: SimulationConfig, cache: Path | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """SimCLR features of the pool and the test split: trained once per dataset on the pool alone
@@ -147,7 +153,7 @@ def _representation_for(
 
     device = select_device()
     # No time budget here: a simulation must give the same encoder on every machine of a kind.
-    setting = setting_for(device.type, config.representation_epochs)
+    setting = setting_for(config.representation_setting or device.type, config.representation_epochs)
     tag = f"{'-'.join(map(str, setting['widths']))}-{setting['epochs']}"
     path = cache / f"simclr-{data.name}-{len(data.pool_y)}-{tag}.npz" if cache else None
     if path is not None and path.is_file():
@@ -210,7 +216,7 @@ def run_one(
     if config.learner == "simclr":
         from models.learner import PoolGraph
 
-        features, test_features = _representation_for(data, config, cache)
+        features, test_features = representation_for(data, config, cache)
         graph = PoolGraph.build(features)
     rows: list[dict[str, Any]] = []
     for round_index in range(config.rounds + 1):
@@ -292,7 +298,7 @@ def full_pool_accuracy(
     if config is not None and config.learner == "simclr":
         from models.head import fit_head
 
-        pool, test = _representation_for(data, config, cache)
+        pool, test = representation_for(data, config, cache)
         # The ceiling needs no held-out choice: every label is used, with the head's usual C.
         head = fit_head(pool, data.pool_y, len(data.classes), pool_features=pool, c_grid=(1.0,), temperature=1.0)
         accuracy = evaluate(head.predict_proba(test), data.test_y, len(data.classes))["accuracy"]
@@ -315,6 +321,25 @@ def _job(args: tuple[SimulationData, str, int, SimulationConfig, Path | None, in
     faiss.omp_set_num_threads(threads)
     with threadpool_limits(threads):
         return run_one(data, strategy, seed, config, cache)
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def thread_caps_for_children(threads: int) -> Iterator[None]:
+    """Processes started inside this block read `threads` as every thread pool's size when their
+    libraries load; the parent's own pools, loaded already, are untouched."""
+    before = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    os.environ.update({name: str(threads) for name in THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def run_simulation(
@@ -345,16 +370,22 @@ def run_simulation(
 
             rows.extend(run_one(data, strategy, seed, config, cache, on_round=tick))
         return rows
-    threads = max(1, (os.cpu_count() or 1) // config.jobs)
+    threads = max(1, usable_cores() // config.jobs)
     if config.learner == "simclr":
-        _representation_for(data, config, cache)  # once, before the workers race to train it
+        representation_for(data, config, cache)  # once, before the workers race to train it
     if cache is not None and any(_needs_vae(s.split("@")[0], config) for s, _ in jobs):
         # Train each seed's VAE once, before the workers race to train the same one.
         for seed in sorted({seed for _, seed in jobs}):
             _vae_for(data, seed, config, cache)
     # spawn, not fork: CUDA cannot be re-initialised in a forked child, and a fresh interpreter per
-    # worker behaves the same on CPU and GPU machines.
-    with ProcessPoolExecutor(config.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    # worker behaves the same on CPU and GPU machines. The thread caps go in the environment the
+    # workers start with: an OpenMP or BLAS runtime loaded after _job's limits (scikit-learn's own
+    # libgomp, for one) would otherwise start a thread per core in every worker. On a 16-core GPU
+    # machine 8 workers so oversubscribed finished no curve in minutes.
+    with (
+        thread_caps_for_children(threads),
+        ProcessPoolExecutor(config.jobs, mp_context=multiprocessing.get_context("spawn")) as pool,
+    ):
         futures = [pool.submit(_job, (data, s, seed, config, cache, threads)) for s, seed in jobs]
         for future in as_completed(futures):
             rows.extend(future.result())

@@ -26,15 +26,73 @@ def test_skipped_curves_are_not_run_and_the_rest_match_a_full_run() -> None:
 
 def test_a_simulation_learns_the_representation_a_project_would_get_on_this_device(tmp_path) -> None:
     from models.representation import setting_for
-    from models.simulate import _representation_for
+    from models.simulate import representation_for
     from models.training import select_device
 
     data = load_simulation_data("digits")
     setting = setting_for(select_device().type, epochs=1)
-    pool, test = _representation_for(data, SimulationConfig(strategies=[], representation_epochs=1), tmp_path)
+    pool, test = representation_for(data, SimulationConfig(strategies=[], representation_epochs=1), tmp_path)
 
     # The worker's encoder for this device: its last width is the feature size, and the cache is
     # named by widths and epochs, so a GPU run never reuses a CPU run's features.
     assert pool.shape == (len(data.pool_y), setting["widths"][-1]) and test.shape[0] == len(data.test_y)
     widths = "-".join(map(str, setting["widths"]))
     assert [p.name for p in tmp_path.iterdir()] == [f"simclr-digits-{len(data.pool_y)}-{widths}-1.npz"]
+
+
+def _report_thread_caps(_: int) -> dict[str, str | None]:
+    import os
+
+    from models.simulate import THREAD_VARIABLES
+
+    return {name: os.environ.get(name) for name in THREAD_VARIABLES}
+
+
+def test_parallel_workers_start_with_their_share_of_threads_and_give_the_same_curves(tmp_path) -> None:
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from models.simulate import THREAD_VARIABLES, thread_caps_for_children
+
+    before = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    with (
+        thread_caps_for_children(3),
+        ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool,
+    ):
+        seen = pool.submit(_report_thread_caps, 0).result()
+    # A library loaded late in a worker (scikit-learn's OpenMP) reads these when it loads.
+    assert seen == dict.fromkeys(THREAD_VARIABLES, "3")
+    assert {name: os.environ.get(name) for name in THREAD_VARIABLES} == before
+
+    data = load_simulation_data("digits")
+    config = SimulationConfig(
+        strategies=["random", "margin"], seeds=1, initial=20, batch=20, rounds=1, representation_epochs=1
+    )
+    serial = run_simulation(data, config, cache=tmp_path)
+    parallel = run_simulation(data, SimulationConfig(**{**config.__dict__, "jobs": 2}), cache=tmp_path)
+
+    def key(rows: list[dict]) -> list[tuple]:
+        return sorted((r["strategy"], r["seed"], r["round"], r["labels"], r["accuracy"]) for r in rows)
+
+    assert key(parallel) == key(serial)
+
+
+def test_a_representation_trained_on_a_gpu_is_read_from_the_cache_on_any_machine(tmp_path) -> None:
+    import numpy as np
+
+    from models.representation import setting_for
+    from models.simulate import representation_for
+
+    data = load_simulation_data("digits")
+    gpu = setting_for("cuda")
+    name = f"simclr-digits-{len(data.pool_y)}-{'-'.join(map(str, gpu['widths']))}-{gpu['epochs']}.npz"
+    pool = np.random.default_rng(0).normal(size=(len(data.pool_y), gpu["widths"][-1])).astype(np.float32)
+    test = np.zeros((len(data.test_y), gpu["widths"][-1]), dtype=np.float32)
+    np.savez(tmp_path / name, pool=pool, test=test)
+
+    read, _ = representation_for(data, SimulationConfig(strategies=[], representation_setting="cuda"), tmp_path)
+
+    # No encoder trained here: the GPU setting's features came back as saved.
+    np.testing.assert_array_equal(read, pool)
+    assert [p.name for p in tmp_path.iterdir()] == [name]
