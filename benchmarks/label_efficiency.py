@@ -27,10 +27,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from models.cores import usable_cores
 from models.simulate import (
     SimulationConfig,
     full_pool_accuracy,
     load_simulation_data,
+    representation_for,
     run_simulation,
     write_results,
 )
@@ -92,12 +94,23 @@ def collect(out: Path) -> list[dict]:
     return runs
 
 
+def device_line(meta: dict) -> str:
+    """Where a run's curves and its representation were computed (runs before this was recorded
+    were all on the 2-core CPU machine)."""
+    parts = [f"Device: {meta.get('device', 'CPU, 2 cores')}"]
+    if meta.get("representation_s"):
+        parts.append(f"representation trained in {meta['representation_s']:.0f} s")
+    if meta.get("representation_setting"):
+        parts.append(f"representation of the {meta['representation_setting']} setting, read from the cache")
+    return "; ".join(parts) + "."
+
+
 def report(runs: list[dict]) -> str:
     lines = [
         "# Label efficiency",
         "",
-        f"Machine: {platform.machine()}, {platform.system()}, CPU only. Each curve starts from random labels; "
-        "accuracy is on a held-out 20% test split; `full pool` is the same model trained on every pool label.",
+        "Each curve starts from random labels; accuracy is on a held-out 20% test split; `full pool` is the "
+        "same model trained on every pool label. Each run names the device it ran on.",
         "",
     ]
     for run in runs:
@@ -111,6 +124,8 @@ def report(runs: list[dict]) -> str:
             f"{run['seeds']} seeds, {run['minutes']:.0f} min)",
             "",
             f"Command: `{run['command']}`",
+            "",
+            device_line(run),
             "",
             f"Full-pool accuracy {full:.4f}; 95% of it = {0.95 * full:.4f}, 98% = {0.98 * full:.4f}.",
             "",
@@ -170,6 +185,15 @@ def targets(strategies: dict, max_labels: float) -> list[str]:
     return out
 
 
+def device_name() -> str:
+    """What the run's numbers were measured on: the GPU's name, or the CPU and its cores."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA), {usable_cores()} CPU cores"
+    return f"CPU only ({platform.machine()}), {usable_cores()} cores"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default="mnist5k,digits")
@@ -186,6 +210,12 @@ def main() -> int:
         "(its result folders end in -simclr)",
     )
     parser.add_argument("--representation-epochs", type=int, default=None, help="default: the device setting")
+    parser.add_argument(
+        "--representation-setting",
+        choices=["cpu", "cuda"],
+        default=None,
+        help="default: this device's; cuda on a CPU reads a GPU-trained representation from the cache",
+    )
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     parser.add_argument("--tag", default="", help="suffix of the result folders, to keep a follow-up run apart")
     parser.add_argument("--initial", type=int, help="override the regime's first budget (needs --tag)")
@@ -210,7 +240,19 @@ def main() -> int:
     command = "python benchmarks/label_efficiency.py " + " ".join(sys.argv[1:])
     for dataset in args.datasets.split(","):
         data = load_simulation_data(dataset)
-        base = SimulationConfig(strategies=[], learner=args.learner, representation_epochs=args.representation_epochs)
+        base = SimulationConfig(
+            strategies=[],
+            learner=args.learner,
+            representation_epochs=args.representation_epochs,
+            representation_setting=args.representation_setting,
+        )
+        representation_s = None
+        if args.learner == "simclr" and not any(out.glob(f"cache/simclr-{dataset}-*")):
+            # Timed on its own so the table can say what the representation cost on this device.
+            clock = time.monotonic()
+            representation_for(data, base, out / "cache")
+            representation_s = round(time.monotonic() - clock, 1)
+            print(f"{dataset}: representation trained in {representation_s} s", flush=True)
         if args.full_pool_accuracy is not None:
             full = args.full_pool_accuracy
         else:
@@ -224,6 +266,7 @@ def main() -> int:
                 params=json.loads(args.params) if args.params else {},
                 learner=args.learner,
                 representation_epochs=args.representation_epochs,
+                representation_setting=args.representation_setting,
                 **settings,
             )
             started = time.monotonic()
@@ -256,7 +299,12 @@ def main() -> int:
                 "tag": args.tag,
                 "learner": args.learner,
                 "strategy_params": config.params,
+                "device": device_name(),
             }
+            if args.representation_setting:
+                meta["representation_setting"] = args.representation_setting
+            if representation_s is not None or "representation_s" in earlier_meta:
+                meta["representation_s"] = representation_s or earlier_meta["representation_s"]
             (run_dir / "meta.json").write_text(json.dumps(meta, indent=2))
             print(f"  wrote {paths['summary']}", flush=True)
             notes = out / "NOTES.md"
