@@ -98,10 +98,11 @@ def device_line(meta: dict) -> str:
     """Where a run's curves and its representation were computed (runs before this was recorded
     were all on the 2-core CPU machine)."""
     parts = [f"Device: {meta.get('device', 'CPU, 2 cores')}"]
-    if meta.get("representation_s"):
-        parts.append(f"representation trained in {meta['representation_s']:.0f} s")
     if meta.get("representation_setting"):
         parts.append(f"representation of the {meta['representation_setting']} setting, read from the cache")
+    if meta.get("representation_s"):
+        where = f" on {meta['representation_trained_on']}" if meta.get("representation_trained_on") else ""
+        parts.append(f"representation trained{where} in {meta['representation_s']:.0f} s")
     return "; ".join(parts) + "."
 
 
