@@ -181,6 +181,9 @@ def run_step(
         if learner is not None and effective in ("snn", "hybrid"):
             # snn climbs the head in feature space; the VAE stays for si and snn-plain.
             ctx.extras["head"] = learner.head
+    if learner is not None and effective == "auto":
+        # auto may hand its batch to snn, which climbs the head in feature space.
+        ctx.extras["head"] = learner.head
     selection = get_strategy(effective, **(params if effective == strategy else {})).select(ctx, batch_size)
     if probabilities is not None:
         guesses = dict(zip(ctx.candidate_ids.tolist(), probabilities.argmax(1).tolist(), strict=True))

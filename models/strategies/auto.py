@@ -73,7 +73,7 @@ class AutoStrategy(Strategy):
 
     @classmethod
     def param_defaults(cls) -> dict[str, Any]:
-        return {"typical_per_class": 10, "min_skill": 1 / 3}
+        return {"typical_per_class": 10, "min_skill": 1 / 3, "then": "margin"}
 
     def choice(self, ctx: SelectionContext) -> tuple[str, str]:
         skill, source = held_out_skill(ctx)
@@ -85,6 +85,8 @@ class AutoStrategy(Strategy):
         few = len(ctx.labelled_ids) < self.params["typical_per_class"] * ctx.n_classes
         if few or ctx.probabilities is None:
             return "typiclust", f"fewer than {self.params['typical_per_class']} labels per class"
+        if self.params["then"] == "snn" and ctx.extras.get("head") is not None:
+            return "snn", f"at least {self.params['typical_per_class']} labels per class"
         return "margin", f"at least {self.params['typical_per_class']} labels per class"
 
     def select(self, ctx: SelectionContext, batch_size: int) -> Selection:

@@ -172,6 +172,32 @@ def test_auto_explores_by_typicality_then_follows_the_margin() -> None:
     assert max(many.image_ids) < 50 + 20
 
 
+def test_auto_can_hand_its_later_batches_to_snn_in_feature_space() -> None:
+    x, y = _blobs(50, spread=3.0)
+    labelled = np.arange(40)
+    head = fit_head(x[labelled], y[labelled], 4, pool_features=x)
+
+    def ctx(with_head: bool) -> SelectionContext:
+        return SelectionContext(
+            candidate_ids=np.arange(40, 200),
+            labelled_ids=labelled,
+            labels=y[labelled],
+            n_classes=4,
+            probabilities=head.predict_proba(x[40:]),
+            held_out_accuracy=1.0,
+            candidate_features=x[40:],
+            labelled_features=x[labelled],
+            extras={"head": head} if with_head else {},
+        )
+
+    chosen = get_strategy("auto", then="snn").select(ctx(True), 8)
+    assert all(r["strategy"] == "snn" and r["part_of"] == "auto" for r in chosen.reasons)
+    assert len(set(chosen.image_ids)) == 8 and set(chosen.image_ids) <= set(range(40, 200))
+    # Without a learned representation's head there is nothing to climb in feature space.
+    fallback = get_strategy("auto", then="snn").select(ctx(False), 8)
+    assert all(r["strategy"] == "margin" for r in fallback.reasons)
+
+
 def test_auto_picks_at_random_where_the_representation_does_not_separate_the_classes() -> None:
     separable, y = _blobs(50)
     noise = np.random.default_rng(1).normal(size=separable.shape).astype(np.float32)
