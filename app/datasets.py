@@ -1,5 +1,6 @@
-"""Image data that needs no download: MNIST-5k and sklearn digits (shipped in installed packages) and
-shapes10k (procedural RGB, app.shapes)."""
+"""Image data that needs no download: MNIST-5k and sklearn digits (shipped in installed packages),
+shapes10k (procedural RGB, app.shapes) and the held-out letter sets glyphs10k / glyphs10k-rgb
+(app.glyphs)."""
 
 from __future__ import annotations
 
@@ -39,10 +40,16 @@ def load_dataset(name: str) -> Dataset:
 
         images, labels = shapes.generate(10_000, seed=0)
         return Dataset(name, images, labels, list(shapes.CLASSES), shapes.SIZE)
-    raise ValueError(f"unknown dataset {name!r}: use mnist5k, digits or shapes10k")
+    if name in ("glyphs10k", "glyphs10k-rgb"):
+        from app import glyphs
+
+        rgb = name.endswith("-rgb")
+        images, labels = glyphs.generate(10_000, seed=0, rgb=rgb)
+        return Dataset(name, images, labels, list(glyphs.CLASSES), 32 if rgb else 28)
+    raise ValueError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}")
 
 
-DATASETS = ("mnist5k", "digits", "shapes10k")
+DATASETS = ("mnist5k", "digits", "shapes10k", "glyphs10k", "glyphs10k-rgb")
 
 
 def png_bytes(image: np.ndarray) -> bytes:
