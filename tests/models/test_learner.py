@@ -55,6 +55,21 @@ def test_simclr_fits_any_size_and_is_deterministic_on_cpu() -> None:
     np.testing.assert_allclose(features, again, rtol=1e-5, atol=1e-5)
 
 
+def test_simclr_in_bfloat16_autocast_learns_and_is_deterministic() -> None:
+    # The GPU worker trains under bfloat16 autocast; the same loop runs under CPU autocast here, so
+    # the mixed-precision path is exercised without a GPU (the loss stays float32, features too).
+    x = np.random.default_rng(0).random((64, 1, 12, 12)).astype(np.float32)
+    kwargs = {"widths": (8, 16, 16), "epochs": 3, "batch_size": 32, "seed": 1, "device": torch.device("cpu")}
+    model = SimCLR(mixed_precision=True, **kwargs).fit(x)
+    features = model.transform(x)
+    assert features.dtype == np.float32 and np.isfinite(features).all()
+    assert model.history is not None and all(np.isfinite(model.history.losses))
+    plain = SimCLR(mixed_precision=False, **kwargs).fit(x).transform(x)
+    # bfloat16 keeps 8 bits of mantissa: a different encoder, not the float32 one.
+    assert not np.allclose(features, plain)
+    np.testing.assert_array_equal(features, SimCLR(mixed_precision=True, **kwargs).fit(x).transform(x))
+
+
 def test_a_time_budget_stops_simclr_inside_an_epoch_longer_than_the_budget() -> None:
     # A pool whose one epoch outlasts the budget (a million images on a CPU) must still stop in
     # time: the plan is made after a few timed steps, not after the first epoch.
