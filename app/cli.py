@@ -34,17 +34,31 @@ def _die_with_parent() -> None:
         pass
 
 
-def start_worker_process(settings: Settings, queues: str = "training,light", nice: int = 0) -> subprocess.Popen[bytes]:
-    def prepare() -> None:
-        _die_with_parent()
-        if nice:
-            os.nice(nice)
+ROUND_QUEUES = frozenset({"training", "light"})
 
+
+def worker_niceness(queues: str, base: int) -> int:
+    """The niceness a worker of these queues runs at: `base`, or 10 more (at most 19) for one that
+    serves only the long background jobs, so a round always goes before a representation."""
+    serves_rounds = bool(ROUND_QUEUES & {q.strip() for q in queues.split(",")})
+    return base if serves_rounds else min(19, base + 10)
+
+
+def lower_priority(niceness: int) -> int:
+    """Raises this process's niceness to at least `niceness` (never lowers it: an operator's `nice`
+    stands); returns the niceness it runs at."""
+    current = os.nice(0)
+    if niceness > current:
+        current = os.nice(niceness - current)
+    return current
+
+
+def start_worker_process(settings: Settings, queues: str = "training,light") -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         # Quiet: the embedded worker shares the terminal with the server, so no banner and only warnings.
         [sys.executable, "-m", "app.cli", "worker", "--queues", queues, "--hostname", f"{queues}@%h", "--quiet"],
         env=_worker_env(settings),
-        preexec_fn=prepare if sys.platform.startswith("linux") else None,
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
     )
 
 
@@ -53,16 +67,16 @@ class EmbeddedWorkers:
     is started again, so queued rounds do not wait forever behind a worker that is gone. A worker
     that keeps dying at start-up is retried with a growing pause (up to a minute)."""
 
-    # Rounds in one worker; representation training and simulations in a second, niced one, so a
-    # round never waits behind either and the API keeps its share of the CPU.
-    GROUPS: tuple[tuple[str, int], ...] = (("training,light", 0), ("background,simulations", 10))
+    # Rounds in one worker; representation training and simulations in a second, so a round never
+    # waits behind either. Each lowers its own priority (`worker_nice`), the second further.
+    GROUPS: tuple[str, ...] = ("training,light", "background,simulations")
 
     def __init__(self, settings: Settings, *, check_every: float = 2.0) -> None:
         self._settings = settings
         self._check_every = check_every
         self._stopping = threading.Event()
         self._lock = threading.Lock()
-        self.processes = {group: start_worker_process(settings, *group) for group in self.GROUPS}
+        self.processes = {group: start_worker_process(settings, group) for group in self.GROUPS}
         self._started = {group: time.monotonic() for group in self.GROUPS}
         self._pause = dict.fromkeys(self.GROUPS, 1.0)
         self._watch = threading.Thread(target=self._watch_loop, name="embedded-worker-watch", daemon=True)
@@ -82,7 +96,7 @@ class EmbeddedWorkers:
                     pause = 1.0 if lived > 60 else min(60.0, self._pause[group] * 2)
                     self._pause[group] = pause
                 print(
-                    f"suggestlab: the worker for queues {group[0]} exited (code {code}); starting it again "
+                    f"suggestlab: the worker for queues {group} exited (code {code}); starting it again "
                     f"in {pause:.0f} s",
                     file=sys.stderr,
                     flush=True,
@@ -92,7 +106,7 @@ class EmbeddedWorkers:
                 with self._lock:
                     if self._stopping.is_set():
                         return
-                    self.processes[group] = start_worker_process(self._settings, *group)
+                    self.processes[group] = start_worker_process(self._settings, group)
                     self._started[group] = time.monotonic()
 
     def stop(self) -> None:
@@ -158,6 +172,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    # Before Celery forks its pool: the children inherit the niceness.
+    lower_priority(worker_niceness(args.queues, get_settings().worker_nice))
     from worker.celery_app import celery_app
 
     argv = [

@@ -72,11 +72,16 @@ class Settings(BaseSettings):
     auto_migrate: bool = True
     torch_device: str = "auto"
     # Caps one representation job's training time (seconds); None: the device's setting
-    # (8 minutes on a CPU, 30 on a GPU).
+    # (8 minutes on a CPU, 12 on a GPU).
     representation_time_budget_s: float | None = None
     # A training representation with no progress report for this long lost its worker: it is marked
     # failed, and the next upload or round (or an engineer) asks for a new one.
     representation_stale_seconds: float = Field(default=900.0, gt=0)
+    # Every worker lowers its own CPU priority to this niceness, and one that serves only the long
+    # background queues (representations, simulations) 10 further (at most 19): where workers share
+    # cores with the API, training takes what the API leaves instead of starving it. Idle cores
+    # still go to training, so a machine of its own loses nothing.
+    worker_nice: int = Field(default=5, ge=0, le=19)
     # Pools up to this many latents use exact nearest-neighbour search; larger ones an HNSW graph.
     latent_index_exact_max: int = 50_000
 

@@ -181,3 +181,19 @@ def test_a_representation_whose_worker_died_does_not_block_the_next(service: Liv
     assert again.status_code == 202, again.text
     ready = _newest_representation(engineer, project["id"], {"ready", "failed"})
     assert ready["id"] == again.json()["id"] and ready["status"] == "ready", ready
+
+
+def _niceness(pid: int) -> int:
+    # /proc/<pid>/stat: field 19 is the nice value; the command name (field 2) may hold spaces.
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_workers_run_below_the_api_and_the_background_worker_below_rounds(service: LiveService) -> None:
+    # Training takes what the API leaves on a shared machine: the round worker (and the pool
+    # processes it forks) at `worker_nice` (5), the representation/simulation worker 10 further.
+    serve = service.processes[0].pid
+    assert _niceness(serve) == 0
+    rounds, background = _worker_pid(service), _worker_pid(service, b"background,simulations")
+    assert _niceness(rounds) == 5 and _niceness(background) == 15
+    for pid in descendants(rounds):
+        assert _niceness(pid) == 5
