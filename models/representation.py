@@ -237,6 +237,19 @@ class SimCLR:
         self.encoder: ConvEncoder | None = None
         self.history: SimCLRHistory | None = None
 
+    @classmethod
+    def from_setting(cls, setting: dict[str, Any], *, seed: int, device: torch.device | None = None) -> SimCLR:
+        """The encoder of a device setting (`setting_for`); its time budget applies when it has one
+        (a simulation drops it, so every machine of a kind trains the same encoder)."""
+        return cls(
+            widths=setting["widths"],
+            epochs=setting["epochs"],
+            time_budget_s=setting.get("time_budget_s"),
+            batch_size=setting["batch_size"],
+            seed=seed,
+            device=device,
+        )
+
     def fit(self, x: Pixels, *, progress: ProgressFn | None = None) -> SimCLR:
         """Trains on every image of x: [N, C, S, S] float32 in [0, 1]. Returns self."""
         device = self.device or select_device()

@@ -166,13 +166,8 @@ def representation_for(
     key = (digest.hexdigest(), tag)
     if path is None and key in _FEATURES_IN_MEMORY:
         return _FEATURES_IN_MEMORY[key]
-    encoder = SimCLR(
-        widths=setting["widths"],
-        epochs=setting["epochs"],
-        batch_size=setting["batch_size"],
-        seed=0,
-        device=device,
-    ).fit(data.pool_x)
+    setting.pop("time_budget_s")
+    encoder = SimCLR.from_setting(setting, seed=0, device=device).fit(data.pool_x)
     pool, test = encoder.transform(data.pool_x), encoder.transform(data.test_x)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

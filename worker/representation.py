@@ -122,14 +122,9 @@ def train_representation(representation_id: int, settings: Settings) -> None:
             setting["time_budget_s"] = settings.representation_time_budget_s
         report("training", 0.02, force=True)
         started = time.monotonic()
-        model = SimCLR(
-            widths=setting["widths"],
-            epochs=setting["epochs"],
-            time_budget_s=setting["time_budget_s"],
-            batch_size=setting["batch_size"],
-            seed=project_id,
-            device=device,
-        ).fit(x, progress=lambda f: report("training", 0.02 + 0.9 * f))
+        model = SimCLR.from_setting(setting, seed=project_id, device=device).fit(
+            x, progress=lambda f: report("training", 0.02 + 0.9 * f)
+        )
         report("encoding the pool", 0.93, force=True)
         ids = np.asarray([r[0] for r in pool], dtype=np.int64)
         features = model.transform(x)
