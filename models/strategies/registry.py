@@ -39,7 +39,7 @@ SPECS: dict[str, StrategySpec] = {
             "models.strategies.auto:AutoStrategy",
             frozenset({NEEDS_LATENTS, NEEDS_PROBABILITIES}),
             "the default: random while the model is near chance on held-out labels, else typicality "
-            "while labels are under 10 per class, then margin",
+            "while labels are under 10 per class, then snn in feature space (margin without a learned head)",
         ),
         StrategySpec("random", "models.strategies.simple:RandomStrategy", frozenset(), "uniform random sample"),
         StrategySpec(

@@ -82,7 +82,7 @@ def test_representation_trains_in_the_background_and_rounds_select_in_it(sqlite_
         else:
             assert all(p["reason"]["part_of"] == "auto" for p in picks)
             # The round says which of auto's parts picked and why, as every suggestion does.
-            assert metrics["auto"]["picked_by"] in ("random", "typiclust", "margin")
+            assert metrics["auto"]["picked_by"] in ("random", "typiclust", "snn")
             assert {p["reason"]["strategy"] for p in picks} == {metrics["auto"]["picked_by"]}
             assert {p["reason"]["auto_rule"] for p in picks} == {metrics["auto"]["rule"]}
         # The round's latent space is the representation: the map is drawn from its features.

@@ -181,13 +181,14 @@ def test_auto_explores_by_typicality_then_follows_the_margin() -> None:
 
     few = get_strategy("auto").select(ctx(39), 5)
     assert all(r["strategy"] == "typiclust" and r["part_of"] == "auto" for r in few.reasons)
+    # No learned head to climb in this context: the later phase is margin sampling.
     many = get_strategy("auto").select(ctx(40), 5)
     assert all(r["strategy"] == "margin" for r in many.reasons)
     # Margin takes the least decided candidates: the first rows, where class 0 barely leads.
     assert max(many.image_ids) < 50 + 20
 
 
-def test_auto_can_hand_its_later_batches_to_snn_in_feature_space() -> None:
+def test_auto_hands_its_later_batches_to_snn_in_feature_space() -> None:
     x, y = _blobs(50, spread=3.0)
     labelled = np.arange(40)
     head = fit_head(x[labelled], y[labelled], 4, pool_features=x)
@@ -205,12 +206,16 @@ def test_auto_can_hand_its_later_batches_to_snn_in_feature_space() -> None:
             extras={"head": head} if with_head else {},
         )
 
-    chosen = get_strategy("auto", then="snn").select(ctx(True), 8)
+    chosen = get_strategy("auto").select(ctx(True), 8)
     assert all(r["strategy"] == "snn" and r["part_of"] == "auto" for r in chosen.reasons)
     assert len(set(chosen.image_ids)) == 8 and set(chosen.image_ids) <= set(range(40, 200))
+    assert chosen.image_ids == get_strategy("snn").select(ctx(True), 8).image_ids
     # Without a learned representation's head there is nothing to climb in feature space.
-    fallback = get_strategy("auto", then="snn").select(ctx(False), 8)
+    fallback = get_strategy("auto").select(ctx(False), 8)
     assert all(r["strategy"] == "margin" for r in fallback.reasons)
+    # The earlier rule stays one parameter away.
+    earlier = get_strategy("auto", then="margin").select(ctx(True), 8)
+    assert all(r["strategy"] == "margin" for r in earlier.reasons)
 
 
 def test_auto_picks_at_random_where_the_representation_does_not_separate_the_classes() -> None:
