@@ -1,6 +1,6 @@
 """Image data that needs no download: MNIST-5k and sklearn digits (shipped in installed packages),
-shapes10k (procedural RGB, app.shapes) and the held-out letter sets glyphs10k / glyphs10k-rgb
-(app.glyphs)."""
+shapes10k (procedural RGB, app.shapes) and the held-out sets glyphs10k, glyphs10k-rgb and
+symbols10k-rgb (app.glyphs)."""
 
 from __future__ import annotations
 
@@ -46,10 +46,15 @@ def load_dataset(name: str) -> Dataset:
         rgb = name.endswith("-rgb")
         images, labels = glyphs.generate(10_000, seed=0, rgb=rgb)
         return Dataset(name, images, labels, list(glyphs.CLASSES), 32 if rgb else 28)
+    if name == "symbols10k-rgb":
+        from app import glyphs
+
+        images, labels = glyphs.generate_symbols(10_000, seed=0)
+        return Dataset(name, images, labels, list(glyphs.SYMBOL_NAMES), 32)
     raise ValueError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}")
 
 
-DATASETS = ("mnist5k", "digits", "shapes10k", "glyphs10k", "glyphs10k-rgb")
+DATASETS = ("mnist5k", "digits", "shapes10k", "glyphs10k", "glyphs10k-rgb", "symbols10k-rgb")
 
 
 def png_bytes(image: np.ndarray) -> bytes:

@@ -1,12 +1,17 @@
-"""Held-out benchmark sets, frozen before any run on them: letters drawn in many typefaces.
+"""Held-out benchmark sets, frozen before any run on them: letters and symbols drawn from typefaces.
 
-Two sets, built to check the learner and `auto` on data none of their choices was made on:
+Three sets, built to check the learner and `auto` on data none of their choices was made on:
   * `glyphs10k`: 28x28 grayscale, white strokes on a dark, lightly cluttered ground (an MNIST-like
     shape of problem with a different content: letters in 21 typefaces, either case);
   * `glyphs10k-rgb`: 32x32 RGB, the same letters in a random colour over a colour gradient with
     clutter strokes and blobs (the shapes10k recipe of ground, so colour never tells the class).
-Classes are the letters A..J; every image takes a random typeface, case, size, position, rotation,
-shear and stroke weight, so a class is several shapes (a/A, g/G) as real classes often are.
+  * `symbols10k-rgb`: 32x32 RGB, ten pictograms (spade, club, heart, diamond, umbrella, aeroplane,
+    anchor, yin-yang, scissors, snowflake) filled or outlined in a random colour over a smooth,
+    blotchy colour ground (multi-scale colour noise and soft blobs, no strokes). Made on 2026-12-01
+    after the first two sets had been run and before any change to the representation, as the
+    check of whatever that change would be.
+Letter classes are A..J; every image takes a random typeface, case, size, position, rotation, shear
+and stroke weight, so a class is several shapes (a/A, g/G) as real classes often are.
 
 Drawn at 4x and downsampled. The typefaces are the TrueType files matplotlib installs (DejaVu,
 STIX, Computer Modern), so the pixels depend on matplotlib's fonts and Pillow's FreeType: the
@@ -27,6 +32,12 @@ from PIL import ImageDraw, ImageFilter, ImageFont
 from app.shapes import _background, _colour
 
 CLASSES = list("ABCDEFGHIJ")
+SYMBOLS = list("♠♣♥♦☂✈⚓☯✂❄")
+SYMBOL_NAMES = [
+    "spade", "club", "heart", "diamond", "umbrella", "aeroplane", "anchor", "yinyang", "scissors", "snowflake",
+]  # fmt: skip
+# The faces that draw every symbol: the others have no such glyphs (they would draw a box).
+SYMBOL_FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSans-BoldOblique.ttf")
 SCALE = 4
 FONT_FILES = (
     "DejaVuSans.ttf",
@@ -51,16 +62,19 @@ FONT_FILES = (
     "cmti10.ttf",
     "cmb10.ttf",
 )
-# SHA-256 of images + labels of `generate(10_000, seed=0, rgb=...)`, and of its first 500 images
+# SHA-256 of images + labels of `generate(10_000, seed=0, rgb=...)` (`generate_symbols(10_000, seed=0)`
+# for the symbols), and of its first 500 images
 # (each image depends only on the seed and its index, so the head is a quick check of the drawing),
-# with the FreeType that drew them. Pinned on 2026-12-01 before any learner or strategy ran on them.
+# with the FreeType that drew them. Each pinned on 2026-12-01 before any learner or strategy ran on it.
 FROZEN = {
     "glyphs10k": "69534704bb617e5fb04e015e227ec0f1ead478e8f3f6b468ee957df384d2e7f0",
     "glyphs10k-rgb": "3a40abbc100816ec891ea9d9f5a449e8807d9fa476040e432f058d92fda423f0",
+    "symbols10k-rgb": "c5e694ada9dcd2b13dbd80b1fdbbc82e05617ad02bc3c46b7585740320752ce1",
 }
 FROZEN_HEAD_500 = {
     "glyphs10k": "b3dcd95c2dc6119d98f67b5d579bb330bc9e6b1c093df0c08ad406039f14d27e",
     "glyphs10k-rgb": "35737672fb5b7e6da235e01a85311168af1db1bad8859d1b6c7359e6b8fe7b1f",
+    "symbols10k-rgb": "fff49487625d10d8a2e8def3fff47e21a7a1af5853f6228e80dcc34a32e5c784",
 }
 FROZEN_FREETYPE = "2.14.3"
 
@@ -76,10 +90,12 @@ def _font(name: str, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(_font_dir() / name), size)
 
 
-def _glyph_mask(letter: str, rng: np.random.Generator, canvas: int) -> PILImage.Image:
+def _glyph_mask(
+    letter: str, rng: np.random.Generator, canvas: int, *, faces: tuple[str, ...] = FONT_FILES, cases: bool = True
+) -> PILImage.Image:
     """An L-mode mask (255 = ink) of one letter, placed, turned, sheared and weighted at random."""
-    text = letter if rng.random() < 0.5 else letter.lower()
-    face = FONT_FILES[int(rng.integers(len(FONT_FILES)))]
+    text = letter if not cases or rng.random() < 0.5 else letter.lower()
+    face = faces[int(rng.integers(len(faces)))]
     size = int(canvas * rng.uniform(0.5, 0.75))
     font = _font(face, size)
     big = canvas * 2
@@ -134,6 +150,51 @@ def _draw_rgb(label: int, rng: np.random.Generator, size: int) -> np.ndarray:
     arr = np.asarray(small, dtype=np.float32)
     arr += rng.normal(0, rng.uniform(2, 10), arr.shape)
     return np.clip(arr, 0, 255).astype(np.uint8)
+
+
+def _blotchy_ground(rng: np.random.Generator, canvas: int) -> PILImage.Image:
+    """Smooth colour noise at three scales, a colour cast and a few soft blobs: no edges to speak of."""
+    ground = np.zeros((canvas, canvas, 3), np.float32)
+    for cells, weight in ((2, 1.0), (4, 0.6), (8, 0.35)):
+        grid = rng.uniform(0, 255, (cells, cells, 3)).astype(np.uint8)
+        layer = PILImage.fromarray(grid, "RGB").resize((canvas, canvas), PILImage.BICUBIC)
+        ground += weight * np.asarray(layer, np.float32)
+    ground = ground / 1.95 * rng.uniform(0.5, 1.0) + np.asarray(_colour(rng), np.float32) * rng.uniform(0, 0.4)
+    image = PILImage.fromarray(np.clip(ground, 0, 255).astype(np.uint8), "RGB")
+    blobs = PILImage.new("RGB", (canvas, canvas))
+    mask = PILImage.new("L", (canvas, canvas), 0)
+    draw_blobs, draw_mask = ImageDraw.Draw(blobs), ImageDraw.Draw(mask)
+    for _ in range(int(rng.integers(1, 5))):
+        x0, y0 = rng.uniform(0, canvas, 2)
+        rx, ry = rng.uniform(canvas / 10, canvas / 3, 2)
+        draw_blobs.ellipse([x0 - rx, y0 - ry, x0 + rx, y0 + ry], fill=_colour(rng))
+        draw_mask.ellipse([x0 - rx, y0 - ry, x0 + rx, y0 + ry], fill=int(rng.integers(80, 200)))
+    image.paste(blobs, (0, 0), mask.filter(ImageFilter.GaussianBlur(canvas / 16)))
+    return image
+
+
+def _draw_symbol(label: int, rng: np.random.Generator, size: int) -> np.ndarray:
+    canvas = size * SCALE
+    image = _blotchy_ground(rng, canvas)
+    mask = _glyph_mask(SYMBOLS[label], rng, canvas, faces=SYMBOL_FONTS, cases=False)
+    if rng.random() < 0.3:
+        # Outlined: the ring of ink between the mask and its erosion.
+        inner = mask.filter(ImageFilter.MinFilter(9))
+        ring = np.asarray(mask, np.int16) - np.asarray(inner, np.int16)
+        mask = PILImage.fromarray(np.clip(ring, 0, 255).astype(np.uint8))
+    image.paste(_colour(rng, value=(0.4, 1.0)), (0, 0), mask)
+    small = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 1.0))).resize((size, size), PILImage.LANCZOS)
+    arr = np.asarray(small, dtype=np.float32)
+    arr += rng.normal(0, rng.uniform(1, 8), arr.shape)
+    return np.clip(arr, 0, 255).astype(np.uint8)
+
+
+def generate_symbols(n: int = 10_000, seed: int = 0, *, first: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """n images [n, 32, 32, 3] uint8 of the ten symbols and labels [n], balanced, shuffled."""
+    rng = np.random.default_rng([seed, 11])
+    labels = rng.permutation(np.arange(n) % len(SYMBOLS))[: n if first is None else first]
+    images = [_draw_symbol(int(label), np.random.default_rng([seed, i, 11]), 32) for i, label in enumerate(labels)]
+    return np.stack(images), labels.astype(np.int64)
 
 
 def generate(

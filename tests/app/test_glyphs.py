@@ -24,3 +24,21 @@ def test_glyphs_are_balanced_seeded_and_pinned(rgb: bool) -> None:
     if features.version("freetype2") != glyphs.FROZEN_FREETYPE:
         pytest.skip(f"pinned with FreeType {glyphs.FROZEN_FREETYPE}; glyph rasters differ between versions")
     assert glyphs.digest(images, labels) == glyphs.FROZEN_HEAD_500[name]
+
+
+def test_symbols_are_balanced_seeded_drawn_and_pinned() -> None:
+    images, labels = glyphs.generate_symbols(10_000, seed=0, first=500)
+    again, _ = glyphs.generate_symbols(10_000, seed=0, first=500)
+    assert images.shape == (500, 32, 32, 3) and np.array_equal(images, again)
+    _, whole_labels = glyphs.generate_symbols(200, seed=3)
+    assert np.bincount(whole_labels, minlength=10).tolist() == [20] * 10
+    # Every face draws every symbol: none falls back to the font's missing-glyph box.
+    for face in glyphs.SYMBOL_FONTS:
+        font = glyphs._font(face, 64)
+        box = font.getmask(chr(0xE000))
+        for symbol in glyphs.SYMBOLS:
+            mask = font.getmask(symbol)
+            assert mask.size != box.size or bytes(mask) != bytes(box), (face, symbol)
+    if features.version("freetype2") != glyphs.FROZEN_FREETYPE:
+        pytest.skip(f"pinned with FreeType {glyphs.FROZEN_FREETYPE}; glyph rasters differ between versions")
+    assert glyphs.digest(images, labels) == glyphs.FROZEN_HEAD_500["symbols10k-rgb"]
