@@ -26,14 +26,34 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="shapes10k")
     parser.add_argument("--budget", type=float, default=300.0, help="seconds of SimCLR training")
+    parser.add_argument("--widths", default="32,64,128")
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--temperature", type=float, default=0.2)
+    parser.add_argument("--crop-min", type=float, default=0.35, help="smallest crop, as a fraction of the area")
+    parser.add_argument("--strength", type=float, default=0.8, help="colour jitter strength (RGB)")
+    parser.add_argument("--hue", type=float, default=0.2, help="largest hue turn, in turns (RGB)")
+    parser.add_argument("--grayscale-p", type=float, default=0.2)
     args = parser.parse_args()
 
     from models.learner import PoolGraph, fit_learner
-    from models.representation import SimCLR, encode
+    from models.representation import SimCLR, default_augmentation, encode
 
     data = load_simulation_data(args.dataset)
     started = time.monotonic()
-    simclr = SimCLR(epochs=100, time_budget_s=args.budget, seed=0).fit(data.pool_x)
+    augmentation = default_augmentation(
+        crop_scale=(args.crop_min, 1.0), strength=args.strength, hue=args.hue, grayscale_p=args.grayscale_p
+    )
+    simclr = SimCLR(
+        widths=tuple(int(w) for w in args.widths.split(",")),
+        epochs=100,
+        time_budget_s=args.budget,
+        batch_size=args.batch,
+        lr=args.lr,
+        temperature=args.temperature,
+        seed=0,
+        augmentation=augmentation,
+    ).fit(data.pool_x)
     seconds = time.monotonic() - started
     assert simclr.encoder is not None and simclr.history is not None
     pool, test = encode(simclr.encoder, data.pool_x), encode(simclr.encoder, data.test_x)
@@ -41,10 +61,10 @@ def main() -> int:
     out = [
         f"# SimCLR on {args.dataset} within {args.budget:.0f} s (CPU)",
         "",
-        f"Command: `python benchmarks/representation_probe.py --dataset {args.dataset} --budget {args.budget:.0f}`",
+        f"Command: `python {' '.join(['benchmarks/representation_probe.py', *sys.argv[1:]])}`",
         "",
         f"{simclr.history.epochs} epochs in {seconds:.0f} s; pool {len(data.pool_y)}, test {len(data.test_y)}; "
-        f"chance loss ln(2*256-1) = {math.log(511):.2f}.",
+        f"chance loss ln(2*{args.batch}-1) = {math.log(2 * args.batch - 1):.2f}.",
         "",
         "NT-Xent loss per epoch: " + ", ".join(f"{v:.2f}" for v in simclr.history.losses),
         "",

@@ -145,8 +145,12 @@ def compose(*steps: Augmentation) -> Augmentation:
     return apply
 
 
-def default_augmentation() -> Augmentation:
-    return compose(random_resized_crop(), colour_jitter(), gaussian_noise())
+def default_augmentation(
+    *, crop_scale: tuple[float, float] = (0.35, 1.0), strength: float = 0.8, hue: float = 0.2, grayscale_p: float = 0.2
+) -> Augmentation:
+    return compose(
+        random_resized_crop(scale=crop_scale), colour_jitter(strength, hue, grayscale_p=grayscale_p), gaussian_noise()
+    )
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
@@ -208,6 +212,7 @@ class SimCLR:
         seed: initialisation, batch order and augmentations.
         mixed_precision: run the encoder's forward and backward in bfloat16 autocast (the loss in
             float32); None: on a GPU, off on a CPU. bfloat16 needs no loss scaling.
+        augmentation: how two views of a batch are drawn; None: `default_augmentation()`.
     """
 
     def __init__(
@@ -223,6 +228,7 @@ class SimCLR:
         seed: int = 0,
         device: torch.device | None = None,
         mixed_precision: bool | None = None,
+        augmentation: Augmentation | None = None,
     ) -> None:
         self.widths = tuple(widths)
         self.projection_dim = projection_dim
@@ -234,6 +240,7 @@ class SimCLR:
         self.seed = seed
         self.device = device
         self.mixed_precision = mixed_precision
+        self.augmentation = augmentation
         self.encoder: ConvEncoder | None = None
         self.history: SimCLRHistory | None = None
 
@@ -261,7 +268,7 @@ class SimCLR:
         ).to(device)
         params = list(encoder.parameters()) + list(projector.parameters())
         optimiser = torch.optim.Adam(params, lr=self.lr, weight_decay=1e-6)
-        augment = default_augmentation()
+        augment = self.augmentation or default_augmentation()
         amp = device.type == "cuda" if self.mixed_precision is None else self.mixed_precision
         # Batches are read from x as they are drawn: the pool may be bytes on disk (models.pixels).
         n = len(x)
