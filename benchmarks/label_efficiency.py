@@ -32,6 +32,7 @@ from models.simulate import (
     SimulationConfig,
     full_pool_accuracy,
     load_simulation_data,
+    representation_cache,
     representation_for,
     run_simulation,
     write_results,
@@ -248,7 +249,8 @@ def main() -> int:
             representation_setting=args.representation_setting,
         )
         representation_s = None
-        if args.learner == "simclr" and not any(out.glob(f"cache/simclr-{dataset}-*")):
+        cached = representation_cache(data, base, out / "cache")
+        if args.learner == "simclr" and not (cached is not None and cached.is_file()):
             # Timed on its own so the table can say what the representation cost on this device.
             clock = time.monotonic()
             representation_for(data, base, out / "cache")

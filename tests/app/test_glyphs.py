@@ -13,9 +13,9 @@ from app import glyphs
 def test_glyphs_are_balanced_seeded_and_pinned(rgb: bool) -> None:
     name = "glyphs10k-rgb" if rgb else "glyphs10k"
     images, labels = glyphs.generate(10_000, seed=0, rgb=rgb, first=500)
-    again, labels_again = glyphs.generate(10_000, seed=0, rgb=rgb, first=500)
+    again, labels_again = glyphs.generate(10_000, seed=0, rgb=rgb, first=50)
     assert images.shape == ((500, 32, 32, 3) if rgb else (500, 28, 28)) and images.dtype == np.uint8
-    assert np.array_equal(images, again) and np.array_equal(labels, labels_again)
+    assert np.array_equal(images[:50], again) and np.array_equal(labels[:50], labels_again)
     whole, whole_labels = glyphs.generate(200, seed=3, rgb=rgb)
     assert np.bincount(whole_labels, minlength=10).tolist() == [20] * 10
     # Every image has ink: no letter was drawn off the canvas or thinned away.
@@ -28,8 +28,8 @@ def test_glyphs_are_balanced_seeded_and_pinned(rgb: bool) -> None:
 
 def test_symbols_are_balanced_seeded_drawn_and_pinned() -> None:
     images, labels = glyphs.generate_symbols(10_000, seed=0, first=500)
-    again, _ = glyphs.generate_symbols(10_000, seed=0, first=500)
-    assert images.shape == (500, 32, 32, 3) and np.array_equal(images, again)
+    again, _ = glyphs.generate_symbols(10_000, seed=0, first=50)
+    assert images.shape == (500, 32, 32, 3) and np.array_equal(images[:50], again)
     _, whole_labels = glyphs.generate_symbols(200, seed=3)
     assert np.bincount(whole_labels, minlength=10).tolist() == [20] * 10
     # Every face draws every symbol: none falls back to the font's missing-glyph box.

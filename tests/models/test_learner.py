@@ -288,3 +288,17 @@ def test_run_step_trains_the_head_on_features_and_selects_in_that_space() -> Non
     assert step.learner is not None and step.model is None
     assert step.accuracy is not None and step.accuracy > 0.95
     assert len(step.selection.image_ids) == 10 and min(step.selection.image_ids) >= 1040
+
+
+def test_each_device_setting_builds_its_own_encoder_and_cache_name() -> None:
+    from models.representation import setting_for, setting_tag
+
+    cpu, gpu = setting_for("cpu"), setting_for("cuda")
+    model = SimCLR.from_setting(cpu, seed=0)
+    assert model.temperature == cpu["temperature"] == 0.5 and model.augmentation is not None
+    assert SimCLR.from_setting(gpu, seed=0).temperature == 0.2
+    # Features cached under one setting are never read back as another's.
+    assert setting_tag(cpu) != setting_tag(gpu) != setting_tag(setting_for("cuda", epochs=10))
+    # A caller's edits stay its own.
+    cpu["colour"]["hue"] = 0.0
+    assert setting_for("cpu")["colour"]["hue"] == 0.5

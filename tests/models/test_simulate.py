@@ -25,7 +25,7 @@ def test_skipped_curves_are_not_run_and_the_rest_match_a_full_run() -> None:
 
 
 def test_a_simulation_learns_the_representation_a_project_would_get_on_this_device(tmp_path) -> None:
-    from models.representation import setting_for
+    from models.representation import setting_for, setting_tag
     from models.simulate import representation_for
     from models.training import select_device
 
@@ -34,10 +34,10 @@ def test_a_simulation_learns_the_representation_a_project_would_get_on_this_devi
     pool, test = representation_for(data, SimulationConfig(strategies=[], representation_epochs=1), tmp_path)
 
     # The worker's encoder for this device: its last width is the feature size, and the cache is
-    # named by widths and epochs, so a GPU run never reuses a CPU run's features.
+    # named by the whole setting, so a GPU run never reuses a CPU run's features.
     assert pool.shape == (len(data.pool_y), setting["widths"][-1]) and test.shape[0] == len(data.test_y)
-    widths = "-".join(map(str, setting["widths"]))
-    assert [p.name for p in tmp_path.iterdir()] == [f"simclr-digits-{len(data.pool_y)}-{widths}-1.npz"]
+    assert [p.name for p in tmp_path.iterdir()] == [f"simclr-digits-{len(data.pool_y)}-{setting_tag(setting)}.npz"]
+    assert setting_tag(setting).startswith("-".join(map(str, setting["widths"])) + "-1-")
 
 
 def _report_thread_caps(_: int) -> dict[str, str | None]:
@@ -81,12 +81,12 @@ def test_parallel_workers_start_with_their_share_of_threads_and_give_the_same_cu
 def test_a_representation_trained_on_a_gpu_is_read_from_the_cache_on_any_machine(tmp_path) -> None:
     import numpy as np
 
-    from models.representation import setting_for
+    from models.representation import setting_for, setting_tag
     from models.simulate import representation_for
 
     data = load_simulation_data("digits")
     gpu = setting_for("cuda")
-    name = f"simclr-digits-{len(data.pool_y)}-{'-'.join(map(str, gpu['widths']))}-{gpu['epochs']}.npz"
+    name = f"simclr-digits-{len(data.pool_y)}-{setting_tag(gpu)}.npz"
     pool = np.random.default_rng(0).normal(size=(len(data.pool_y), gpu["widths"][-1])).astype(np.float32)
     test = np.zeros((len(data.test_y), gpu["widths"][-1]), dtype=np.float32)
     np.savez(tmp_path / name, pool=pool, test=test)
