@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -31,7 +30,7 @@ from app.rounds.orm import ACTIVE_STATUSES, Round, RoundStatus, Suggestion, Sugg
 from app.storage import Storage, get_storage, image_key
 from models.pixels import PoolPixels, subset
 from worker.data import encode_png, pixel_cache
-from worker.jobs import JobCancelled, failure_text
+from worker.jobs import Heartbeat, JobCancelled, failure_text
 
 log = logging.getLogger("suggestlab.worker")
 
@@ -713,41 +712,23 @@ def known_then_encoded(
     return rows, len(missing)
 
 
-class Heartbeat:
-    """Writes the round's heartbeat from a background thread while the task runs, so long steps
-    without progress reports (a big VAE epoch) never look like a dead worker."""
+def _round_heartbeat(round_id: int, settings: Settings) -> Heartbeat:
+    def beat() -> None:
+        with session_scope(settings) as session:
+            session.execute(
+                update(Round)
+                .where(Round.id == round_id, Round.status.in_([s.value for s in ACTIVE_STATUSES]))
+                .values(heartbeat_at=utcnow())
+            )
 
-    def __init__(self, round_id: int, settings: Settings) -> None:
-        self.round_id, self.settings = round_id, settings
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-round-{round_id}", daemon=True)
-
-    def _beat(self) -> None:
-        while not self.stop.wait(self.settings.round_heartbeat_seconds):
-            try:
-                with session_scope(self.settings) as session:
-                    session.execute(
-                        update(Round)
-                        .where(Round.id == self.round_id, Round.status.in_([s.value for s in ACTIVE_STATUSES]))
-                        .values(heartbeat_at=utcnow())
-                    )
-            except Exception:  # a missed beat is harmless; the next one retries
-                log.warning("heartbeat for round %s failed", self.round_id, exc_info=True)
-
-    def __enter__(self) -> Heartbeat:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=5)
+    return Heartbeat(f"round-{round_id}", beat, settings.round_heartbeat_seconds)
 
 
 def run_round(round_id: int, settings: Settings) -> None:
     inputs = _claim(round_id, settings)
     if inputs is None:
         return
-    with Heartbeat(round_id, settings):
+    with _round_heartbeat(round_id, settings):
         _run_claimed(round_id, inputs, settings)
 
 

@@ -22,7 +22,7 @@ from app.projects.schemas import ProjectSettings
 from app.representations.orm import Representation
 from app.storage import Storage, get_storage
 from worker.data import pixel_cache
-from worker.jobs import JobCancelled, failure_text
+from worker.jobs import Heartbeat, JobCancelled, failure_text
 
 log = logging.getLogger("suggestlab.worker")
 
@@ -74,6 +74,20 @@ def load_features(storage: Storage, key: str) -> tuple[np.ndarray, np.ndarray]:
         return data["ids"], data["features"]
 
 
+def representation_heartbeat(representation_id: int, settings: Settings) -> Heartbeat:
+    """Keeps a training row's heartbeat fresh while its job runs, however long a step takes."""
+
+    def beat() -> None:
+        with session_scope(settings) as session:
+            session.execute(
+                update(Representation)
+                .where(Representation.id == representation_id, Representation.status == "training")
+                .values(heartbeat_at=utcnow())
+            )
+
+    return Heartbeat(f"representation-{representation_id}", beat, settings.round_heartbeat_seconds)
+
+
 def train_representation(representation_id: int, settings: Settings) -> None:
     from models.representation import SimCLR
     from models.training import select_device
@@ -111,60 +125,61 @@ def train_representation(representation_id: int, settings: Settings) -> None:
             if not result.rowcount:  # type: ignore[attr-defined]
                 raise JobCancelled
 
-    try:
-        if len(pool) < 32:
-            raise ValueError(f"the pool has {len(pool)} images; a representation needs at least 32")
-        cache = pixel_cache(settings.data_dir, project_id, project_settings.image_size, project_settings.channels)
-        x = cache.load(storage, [r[1] for r in pool])
-        device = select_device(settings.torch_device)
-        setting = encoder_setting(device.type, project_settings)
-        if settings.representation_time_budget_s is not None:
-            setting["time_budget_s"] = settings.representation_time_budget_s
-        report("training", 0.02, force=True)
-        started = time.monotonic()
-        model = SimCLR.from_setting(setting, seed=project_id, device=device).fit(
-            x, progress=lambda f: report("training", 0.02 + 0.9 * f)
-        )
-        report("encoding the pool", 0.93, force=True)
-        ids = np.asarray([r[0] for r in pool], dtype=np.int64)
-        features = model.transform(x)
-        encoder_key = _key(project_id, representation_id, "encoder.pt")
-        features_key = _key(project_id, representation_id, "features.npz")
-        save_encoder(storage, encoder_key, model.encoder)
-        save_features(storage, features_key, ids, features)
-        history = model.history
-        assert history is not None
-        metrics = {
-            "device": device.type,
-            "epochs": history.epochs,
-            # Fractional when the time budget stopped an epoch part way (a very large pool).
-            "passes": round(history.steps / history.steps_per_epoch, 3),
-            "seconds": round(time.monotonic() - started, 1),
-            "loss_first_last": [round(history.losses[0], 4), round(history.losses[-1], 4)],
-            "widths": list(setting["widths"]),
-            "feature_dim": int(features.shape[1]),
-        }
-        with session_scope(settings) as session:
-            session.execute(
-                update(Representation)
-                .where(Representation.id == representation_id, Representation.status == "training")
-                .values(
-                    status="ready",
-                    phase="ready",
-                    progress=1.0,
-                    metrics=metrics,
-                    artifacts={"encoder": encoder_key, "features": features_key},
-                    finished_at=utcnow(),
+    with representation_heartbeat(representation_id, settings):
+        try:
+            if len(pool) < 32:
+                raise ValueError(f"the pool has {len(pool)} images; a representation needs at least 32")
+            cache = pixel_cache(settings.data_dir, project_id, project_settings.image_size, project_settings.channels)
+            x = cache.load(storage, [r[1] for r in pool])
+            device = select_device(settings.torch_device)
+            setting = encoder_setting(device.type, project_settings)
+            if settings.representation_time_budget_s is not None:
+                setting["time_budget_s"] = settings.representation_time_budget_s
+            report("training", 0.02, force=True)
+            started = time.monotonic()
+            model = SimCLR.from_setting(setting, seed=project_id, device=device).fit(
+                x, progress=lambda f: report("training", 0.02 + 0.9 * f)
+            )
+            report("encoding the pool", 0.93, force=True)
+            ids = np.asarray([r[0] for r in pool], dtype=np.int64)
+            features = model.transform(x)
+            encoder_key = _key(project_id, representation_id, "encoder.pt")
+            features_key = _key(project_id, representation_id, "features.npz")
+            save_encoder(storage, encoder_key, model.encoder)
+            save_features(storage, features_key, ids, features)
+            history = model.history
+            assert history is not None
+            metrics = {
+                "device": device.type,
+                "epochs": history.epochs,
+                # Fractional when the time budget stopped an epoch part way (a very large pool).
+                "passes": round(history.steps / history.steps_per_epoch, 3),
+                "seconds": round(time.monotonic() - started, 1),
+                "loss_first_last": [round(history.losses[0], 4), round(history.losses[-1], 4)],
+                "widths": list(setting["widths"]),
+                "feature_dim": int(features.shape[1]),
+            }
+            with session_scope(settings) as session:
+                session.execute(
+                    update(Representation)
+                    .where(Representation.id == representation_id, Representation.status == "training")
+                    .values(
+                        status="ready",
+                        phase="ready",
+                        progress=1.0,
+                        metrics=metrics,
+                        artifacts={"encoder": encoder_key, "features": features_key},
+                        finished_at=utcnow(),
+                    )
                 )
-            )
-    except JobCancelled:
-        log.info("representation %s was cancelled", representation_id)
-    except Exception as exc:
-        log.exception("representation %s failed", representation_id)
-        with session_scope(settings) as session:
-            session.execute(
-                update(Representation)
-                # Only a job still training fails: a cancelled one keeps its status.
-                .where(Representation.id == representation_id, Representation.status == "training")
-                .values(status="failed", phase="failed", error=failure_text(exc), finished_at=utcnow())
-            )
+        except JobCancelled:
+            log.info("representation %s was cancelled", representation_id)
+        except Exception as exc:
+            log.exception("representation %s failed", representation_id)
+            with session_scope(settings) as session:
+                session.execute(
+                    update(Representation)
+                    # Only a job still training fails: a cancelled one keeps its status.
+                    .where(Representation.id == representation_id, Representation.status == "training")
+                    .values(status="failed", phase="failed", error=failure_text(exc), finished_at=utcnow())
+                )

@@ -58,9 +58,9 @@ class Settings(BaseSettings):
 
     lease_seconds: int = 600
     round_max_attempts: int = 3
-    # A running round's worker writes a heartbeat this often; a round whose heartbeat is older than
-    # round_stale_seconds is taken to have lost its worker and is queued again (or failed after
-    # round_max_attempts).
+    # A running round's (or representation job's) worker writes a heartbeat this often, from a thread
+    # of its own; a round whose heartbeat is older than round_stale_seconds is taken to have lost its
+    # worker and is queued again (or failed after round_max_attempts).
     round_heartbeat_seconds: float = 5.0
     round_stale_seconds: float = 120.0
     # Celery time limits for one round: the soft one raises inside the task (the round fails with the
@@ -74,9 +74,9 @@ class Settings(BaseSettings):
     # Caps one representation job's training time (seconds); None: the device's setting
     # (8 minutes on a CPU, 12 on a GPU).
     representation_time_budget_s: float | None = None
-    # A training representation with no progress report for this long lost its worker: it is marked
+    # A training representation whose heartbeat is older than this lost its worker: it is marked
     # failed, and the next upload or round (or an engineer) asks for a new one.
-    representation_stale_seconds: float = Field(default=900.0, gt=0)
+    representation_stale_seconds: float = Field(default=120.0, gt=0)
     # Every worker lowers its own CPU priority to this niceness, and one that serves only the long
     # background queues (representations, simulations) 10 further (at most 19): where workers share
     # cores with the API, training takes what the API leaves instead of starving it. Idle cores

@@ -34,6 +34,6 @@ class Representation(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
-    # Written with every progress report: a training row whose heartbeat is older than
+    # Written with every progress report and by the job's heartbeat thread: a training row whose heartbeat is older than
     # representation_stale_seconds lost its worker (representations.service.fail_stale).
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

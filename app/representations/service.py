@@ -33,7 +33,7 @@ def list_for(session: Session, *, project_id: int) -> list[Representation]:
 
 
 def fail_stale(session: Session, *, stale_seconds: float, project_id: int | None = None) -> int:
-    """Training jobs whose worker went quiet (no progress report for `stale_seconds`) are failed, so
+    """Training jobs whose worker went quiet (no heartbeat for `stale_seconds`) are failed, so
     they stop blocking a new one; returns how many. A conditional UPDATE: a job that reports again
     is left alone, and one that was failed here stops at its next report."""
     cutoff = utcnow() - timedelta(seconds=stale_seconds)
@@ -48,7 +48,7 @@ def fail_stale(session: Session, *, stale_seconds: float, project_id: int | None
             status="failed",
             phase="failed",
             finished_at=utcnow(),
-            error=f"the worker stopped reporting (no progress for {stale_seconds:.0f} s)",
+            error=f"the worker stopped reporting (no heartbeat for {stale_seconds:.0f} s)",
         )
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -97,7 +97,7 @@ def test_messages_written_while_a_worker_polls_arrive_whole_and_once(tmp_path: P
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
     # A service of its own: this module kills its workers. Lost jobs are noticed within seconds here.
     env = {
-        "SUGGESTLAB_REPRESENTATION_STALE_SECONDS": "4",
+        "SUGGESTLAB_REPRESENTATION_STALE_SECONDS": "6",
         "SUGGESTLAB_ROUND_STALE_SECONDS": "8",
         "SUGGESTLAB_ROUND_HEARTBEAT_SECONDS": "1",
     }
