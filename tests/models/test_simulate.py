@@ -9,7 +9,7 @@ def test_skipped_curves_are_not_run_and_the_rest_match_a_full_run() -> None:
     # The benchmark's --resume relies on this: a curve depends only on its strategy and seed.
     data = load_simulation_data("digits")
     config = SimulationConfig(
-        strategies=["random", "margin"], seeds=2, jobs=1, initial=20, batch=20, rounds=1, representation_epochs=2
+        strategies=["random", "margin"], seeds=2, jobs=1, initial=20, batch=20, rounds=1, representation_epochs=1
     )
     full = run_simulation(data, config)
     partial = run_simulation(data, config, skip=[("random", 0), ("margin", 0)])
