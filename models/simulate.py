@@ -143,15 +143,22 @@ def _vae_for(data: SimulationData, seed: int, config: SimulationConfig, cache: P
 _FEATURES_IN_MEMORY: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
 
 
-def representation_cache(data: SimulationData, config: SimulationConfig, cache: Path | None) -> Path | None:
-    """Where the features of this dataset under the config's representation setting are cached."""
-    from models.representation import setting_for, setting_tag
+def _representation_setting(config: SimulationConfig) -> dict[str, Any]:
+    from models.representation import setting_for
     from models.training import select_device
 
-    if cache is None:
-        return None
-    setting = setting_for(config.representation_setting or select_device().type, config.representation_epochs)
-    return cache / f"simclr-{data.name}-{len(data.pool_y)}-{setting_tag(setting)}.npz"
+    return setting_for(config.representation_setting or select_device().type, config.representation_epochs)
+
+
+def _cache_path(data: SimulationData, tag: str, cache: Path | None) -> Path | None:
+    return cache / f"simclr-{data.name}-{len(data.pool_y)}-{tag}.npz" if cache is not None else None
+
+
+def representation_cache(data: SimulationData, config: SimulationConfig, cache: Path | None) -> Path | None:
+    """Where the features of this dataset under the config's representation setting are cached."""
+    from models.representation import setting_tag
+
+    return _cache_path(data, setting_tag(_representation_setting(config)), cache)
 
 
 def representation_for(
@@ -159,14 +166,14 @@ def representation_for(
 ) -> tuple[np.ndarray, np.ndarray]:
     """SimCLR features of the pool and the test split: trained once per dataset on the pool alone
     (labels unused, test images unseen), shared by every strategy and seed, as in a real project."""
-    from models.representation import SimCLR, setting_for, setting_tag
+    from models.representation import SimCLR, setting_tag
     from models.training import select_device
 
     device = select_device()
     # No time budget here: a simulation must give the same encoder on every machine of a kind.
-    setting = setting_for(config.representation_setting or device.type, config.representation_epochs)
+    setting = _representation_setting(config)
     tag = setting_tag(setting)
-    path = representation_cache(data, config, cache)
+    path = _cache_path(data, tag, cache)
     if path is not None and path.is_file():
         with np.load(path) as saved:
             return saved["pool"], saved["test"]
