@@ -11,6 +11,7 @@ Everything here is deterministic: lbfgs on fixed data, folds from the seed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,9 +62,31 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
+_BLAS: Any = None
+
+
+def _one_blas_thread() -> Any:
+    """A context in which BLAS runs on one thread. The OpenBLAS of numpy 2.4.6 / scipy 1.17.1 gives
+    these float32 products other last bits on two threads than on one; the fitted head then differs in
+    its last bits, margin picks other images, and a simulation's serial and parallel curves parted
+    (tests/models/test_simulate.py). At round sizes one thread costs nothing."""
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
+
+
 def _fit_linear(z: np.ndarray, y: np.ndarray, n_classes: int, c: float) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression, class-balanced, L2 penalty 1/C (sklearn's scaling), by
-    full-batch L-BFGS on numpy arrays: deterministic, no thread pools, milliseconds at round sizes."""
+    full-batch L-BFGS on numpy arrays on one BLAS thread: the same bits on every machine and thread
+    count, milliseconds at round sizes."""
+    with _one_blas_thread():
+        return _fit_linear_lbfgs(z, y, n_classes, c)
+
+
+def _fit_linear_lbfgs(z: np.ndarray, y: np.ndarray, n_classes: int, c: float) -> tuple[np.ndarray, np.ndarray]:
     present = np.unique(y)
     weight = np.zeros((n_classes, z.shape[1]))
     bias = np.full(n_classes, -30.0)  # classes never labelled stay (almost) impossible
