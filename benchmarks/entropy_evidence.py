@@ -74,7 +74,7 @@ def replay(data, learner: str, strategy: str, seed: int, features, test_features
             graph=graph,
         )
         probabilities = (
-            step.learner.predict_proba(test_features)
+            step.learner.predict_proba(test_features, data.test_x)
             if step.learner is not None
             else predict_proba(step.model, data.test_x)
         )

@@ -1,8 +1,9 @@
 """Reads the committed label-efficiency results and answers the learner issue's questions:
 
 * today's learner (SmallCNN from scratch, folders without -simclr) vs the new learner (head on a
-  SimCLR representation, folders ending in -simclr), both with random labels, at 100 / 300 / 1,000
-  labels (mean over seeds, 95% interval);
+  SimCLR representation, folders ending in -simclr; in runs since the CNN challenge, mixed with or
+  replaced by a CNN on the pixels where that wins on held-out labels), both with random labels, at
+  100 / 300 / 1,000 labels (mean over seeds, 95% interval);
 * `auto` vs `random` under the new learner at every budget, paired by seed (mean difference and its
   95% interval), and whether auto is ever below random;
 * labels each needs to reach 95% / 98% of full-pool accuracy.
@@ -51,7 +52,7 @@ def learner_table(dataset: str, regimes: list[str], suffix: str = "") -> list[st
     lines = [
         f"### {dataset}: random labels, today's learner vs the new learner",
         "",
-        "| labels | SmallCNN from scratch | head on SimCLR features | difference (points) |",
+        "| labels | SmallCNN from scratch | new learner (head on SimCLR features) | difference (points) |",
         "|---|---|---|---|",
     ]
     cnn_runs: list[str] = []

@@ -111,22 +111,36 @@ def run_step(
     t = time.monotonic()
     learner = None
     if features is not None and len(labels):
-        from models.learner import fit_learner
+        from models.learner import challenge_with_cnn, fit_learner
 
         report("training task model", 0.05)
         has_eval = eval_features is not None and len(eval_y) > 0
+        validate = has_eval and head_validation
         learner = fit_learner(
             features,
             labelled_pos,
             labels,
             n_classes,
-            validation=(eval_features, eval_y) if has_eval and head_validation else None,
+            validation=(eval_features, eval_y) if validate else None,
             graph=graph,
             seed=seed,
         )
+        learner = challenge_with_cnn(
+            learner,
+            pool_x=pool_x,
+            pool_features=features,
+            labelled_pos=labelled_pos,
+            labels=labels,
+            n_classes=n_classes,
+            graph=graph,
+            validation=(eval_features, eval_x, eval_y) if validate else None,  # type: ignore[arg-type]
+            seed=seed,
+            device=device,
+            progress=lambda f: report("training task model", 0.1 + 0.55 * f),
+        )
         if has_eval:
             report("evaluating", 0.7)
-            result = evaluate(learner.predict_proba(eval_features), eval_y, n_classes)  # type: ignore[arg-type]
+            result = evaluate(learner.predict_proba(eval_features, eval_x), eval_y, n_classes)  # type: ignore[arg-type]
             accuracy = result["accuracy"]  # type: ignore[assignment]
             per_class = result["per_class"]  # type: ignore[assignment]
             confusion = result["confusion"]  # type: ignore[assignment]
@@ -157,7 +171,9 @@ def run_step(
         probabilities = predict_proba(model, subset(pool_x, candidate_pos))
     if learner is not None and len(candidate_pos):
         assert features is not None
-        probabilities = learner.predict_proba(features[candidate_pos])
+        probabilities = learner.predict_proba(
+            features[candidate_pos], subset(pool_x, candidate_pos) if learner.uses_pixels else None
+        )
     if features is not None:
         latents = features
     ctx = SelectionContext(
@@ -167,7 +183,7 @@ def run_step(
         n_classes=n_classes,
         seed=seed,
         probabilities=probabilities if NEEDS_PROBABILITIES in spec.needs else None,
-        held_out_accuracy=_held_out_accuracy(learner),
+        held_out_accuracy=learner.held_out_accuracy() if learner is not None else None,
     )
     if spec.needs & {NEEDS_LATENTS, NEEDS_GENERATIVE}:
         feats = latents() if callable(latents) else latents
@@ -202,9 +218,3 @@ def run_step(
         confusion=confusion,
         candidate_probabilities=probabilities,
     )
-
-
-def _held_out_accuracy(learner: Any) -> float | None:
-    """The winning read-out's held-out balanced accuracy, when the learner could hold labels out."""
-    scores = learner.info.get("scores") if learner is not None else None
-    return float(max(scores.values())) if scores else None

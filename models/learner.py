@@ -8,19 +8,34 @@ Two ways to read labels out of pool features, and the one that does better on he
     shapes the decision boundary.
 The choice is made on the labelled validation split when there is one, else by stratified k-fold over
 the labels: one rule on every dataset, no per-dataset switch.
+
+Once labels are plentiful the head is challenged by a CNN trained from scratch on the pixels (the
+earlier learner) and by the even mix of the two (`challenge_with_cnn`), judged on held-out labels the
+same way. A representation that does not fit the data (cluttered colour images on the CPU setting:
+benchmarks/results/learner-cpuv2.md) then costs nothing against the earlier learner, instead of up to
+18 points at 2,000 labels.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from models.head import LinearHead, _balanced_accuracy, _folds, fit_head, fit_temperature
+from models.head import LinearHead, _balanced_accuracy, _folds, _softmax, fit_head, fit_temperature
+from models.pixels import Pixels
 
 PROPAGATION_C = 0.3
 GRAPH_EF_SEARCH = 32
 MAX_PSEUDO = 1000
+# The CNN is trained (once or twice a round, seconds each on a CPU) only from this many labels per
+# class on average: below it a CNN from scratch trailed the head on every set measured, by 0 to 44
+# points (benchmarks/results/learner*.md).
+CNN_CHALLENGE_PER_CLASS = 30
+# (name, the CNN's share of the predicted probabilities); ties go to the earlier entry.
+CHALLENGERS = (("head", 0.0), ("mix", 0.5), ("cnn", 1.0))
 
 
 @dataclass
@@ -84,15 +99,47 @@ class PoolGraph:
 
 
 @dataclass
+class PixelModel:
+    """A CNN on the pixels and its share of the task model's probabilities."""
+
+    model: Any  # torch.nn.Module
+    temperature: float
+    share: float
+
+
+@dataclass
 class FeatureLearner:
-    """Fits the task model on pool features; `head` is what predicts (and what snn climbs)."""
+    """The task model on pool features: `head` predicts (and is what snn climbs), mixed with a CNN on
+    the pixels when that won on held-out labels (`pixel`)."""
 
     head: LinearHead
     mode: str
     info: dict[str, object] = field(default_factory=dict)
+    pixel: PixelModel | None = None
 
-    def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        return self.head.predict_proba(features)
+    @property
+    def uses_pixels(self) -> bool:
+        return self.pixel is not None
+
+    def predict_proba(self, features: np.ndarray, pixels: Pixels | None = None) -> np.ndarray:
+        """[N, D] features (and, when `uses_pixels`, the same N images) -> [N, K] probabilities."""
+        p = self.head.predict_proba(features)
+        if self.pixel is None:
+            return p
+        if pixels is None:
+            raise ValueError("this task model reads the images' pixels as well as their features")
+        from models.training import predict_proba
+
+        q = predict_proba(self.pixel.model, pixels, temperature=self.pixel.temperature)
+        return ((1 - self.pixel.share) * p + self.pixel.share * q).astype(np.float32)
+
+    def held_out_accuracy(self) -> float | None:
+        """The chosen task model's balanced accuracy on labels it was not fitted on, when known."""
+        challenge = self.info.get("challenge")
+        if isinstance(challenge, dict) and "scores" in challenge:
+            return float(challenge["scores"][challenge["chosen"]])
+        scores = self.info.get("scores")
+        return float(max(scores.values())) if isinstance(scores, dict) and scores else None
 
 
 def _pseudo_set(
@@ -214,3 +261,82 @@ def fit_learner(
         head = _fit(mode, c, pool_features, graph, labelled_pos, labels, n_classes, temperature)
     info = {"mode": mode, "c": c, "temperature": round(temperature, 4), "held_out": how, "scores": scores}
     return FeatureLearner(head, mode, info)
+
+
+def challenge_with_cnn(
+    learner: FeatureLearner,
+    *,
+    pool_x: Pixels,
+    pool_features: np.ndarray,
+    labelled_pos: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    graph: PoolGraph | None = None,
+    validation: tuple[np.ndarray, Pixels, np.ndarray] | None = None,
+    seed: int = 0,
+    device: Any = None,
+    progress: Callable[[float], None] | None = None,
+) -> FeatureLearner:
+    """Keeps the head, or mixes in a CNN trained from scratch on the labelled pixels, whichever of
+    head / even mix / CNN alone has the best balanced accuracy on held-out labels (ties: the head).
+
+    Held out: the validation split ([V, D] features, [V] pixels, [V] labels) when given, else one
+    stratified third of the labels; in the latter case the head's read-out (mode and C as chosen) is
+    refitted without that third and a winning CNN is trained again on every label. Each part's
+    temperature is fitted on the held-out predictions, so the mix averages calibrated probabilities.
+    Does nothing under CNN_CHALLENGE_PER_CLASS labels per class, or when the read-out is not a fitted
+    choice (too few labels to hold any out).
+    """
+    from models.training import fit_classifier, predict_proba
+
+    labels = np.asarray(labels, dtype=np.int64)
+    labelled_pos = np.asarray(labelled_pos, dtype=np.int64)
+    if len(labels) < CNN_CHALLENGE_PER_CLASS * n_classes or "c" not in learner.info:
+        return learner
+    report = progress or (lambda fraction: None)
+
+    def fit_cnn(positions: np.ndarray, y: np.ndarray, start: float, span: float) -> Any:
+        return fit_classifier(
+            np.asarray(pool_x[positions], dtype=np.float32),
+            y,
+            n_classes,
+            seed=seed,
+            device=device,
+            progress=lambda f: report(start + span * f),
+        )
+
+    if validation is not None and len(validation[2]) >= 2 * n_classes:
+        val_features, val_pixels, y_held = validation[0], validation[1], np.asarray(validation[2], dtype=np.int64)
+        cnn = fit_cnn(labelled_pos, labels, 0.0, 1.0)
+        head_logits = learner.head.logits(val_features)
+        cnn_logits = np.log(np.clip(predict_proba(cnn, val_pixels), 1e-12, 1))
+        how = "validation"
+    else:
+        held = _folds(labels, 3, seed)[0]
+        train = np.setdiff1d(np.arange(len(labels)), held)
+        if len(np.unique(labels[train])) < 2 or len(held) == 0:
+            return learner
+        graph = graph or PoolGraph.build(pool_features)
+        c = float(learner.info["c"])  # type: ignore[arg-type]
+        head = _fit(learner.mode, c, pool_features, graph, labelled_pos[train], labels[train], n_classes)
+        head_logits = head.logits(pool_features[labelled_pos[held]])
+        cnn = fit_cnn(labelled_pos[train], labels[train], 0.0, 0.5)
+        cnn_logits = np.log(np.clip(predict_proba(cnn, pool_x[labelled_pos[held]]), 1e-12, 1))
+        y_held = labels[held]
+        how = "one third of the labels held out"
+    head_t, cnn_t = fit_temperature(head_logits, y_held), fit_temperature(cnn_logits, y_held)
+    p_head, p_cnn = _softmax(head_logits / head_t), _softmax(cnn_logits / cnn_t)
+    scores = {
+        name: round(_balanced_accuracy((1 - share) * p_head + share * p_cnn, y_held, n_classes), 4)
+        for name, share in CHALLENGERS
+    }
+    chosen, share = max(CHALLENGERS, key=lambda entry: (scores[entry[0]], -entry[1]))
+    learner.info["challenge"] = {"held_out": how, "scores": scores, "chosen": chosen}
+    if chosen == "head":
+        return learner
+    if how != "validation":
+        cnn = fit_cnn(labelled_pos, labels, 0.5, 0.5)
+    learner.pixel = PixelModel(cnn, cnn_t, share)
+    # `mode` stays the head's read-out (snn still climbs the head); info says what predicts.
+    learner.info["mode"] = "cnn" if share == 1.0 else f"{learner.mode} + cnn"
+    return learner

@@ -310,11 +310,23 @@ def full_pool_accuracy(
     out = []
     if config is not None and config.learner == "simclr":
         from models.head import fit_head
+        from models.learner import FeatureLearner, challenge_with_cnn
 
         pool, test = representation_for(data, config, cache)
-        # The ceiling needs no held-out choice: every label is used, with the head's usual C.
+        # The ceiling needs no choice of read-out: every label is used, with the head's usual C. It is
+        # still challenged by the CNN on the pixels, as every round's head is, or curves that switch
+        # to the CNN would end above their own ceiling.
         head = fit_head(pool, data.pool_y, len(data.classes), pool_features=pool, c_grid=(1.0,), temperature=1.0)
-        accuracy = evaluate(head.predict_proba(test), data.test_y, len(data.classes))["accuracy"]
+        learner = challenge_with_cnn(
+            FeatureLearner(head, "supervised", {"mode": "supervised", "c": 1.0}),
+            pool_x=data.pool_x,
+            pool_features=pool,
+            labelled_pos=np.arange(len(data.pool_y)),
+            labels=data.pool_y,
+            n_classes=len(data.classes),
+        )
+        probabilities = learner.predict_proba(test, data.test_x)
+        accuracy = evaluate(probabilities, data.test_y, len(data.classes))["accuracy"]
         return [float(accuracy)]  # type: ignore[arg-type]
     for seed in seeds:
         model = fit_classifier(data.pool_x, data.pool_y, len(data.classes), seed=seed)

@@ -118,14 +118,14 @@ def fit_classifier(
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, x: Pixels, *, batch_size: int = 1024) -> np.ndarray:
-    """[N, C, S, S] images -> [N, n_classes] probabilities."""
+def predict_proba(model: nn.Module, x: Pixels, *, batch_size: int = 1024, temperature: float = 1.0) -> np.ndarray:
+    """[N, C, S, S] images -> [N, n_classes] probabilities (softmax of the logits / temperature)."""
     device = next(model.parameters()).device
     model.eval()
     out = []
     for start in range(0, len(x), batch_size):
         xb = torch.as_tensor(x[start : start + batch_size], dtype=torch.float32, device=device)
-        out.append(F.softmax(model(xb), dim=1).cpu().numpy())
+        out.append(F.softmax(model(xb) / temperature, dim=1).cpu().numpy())
     if not out:
         return np.zeros((0, 0), dtype=np.float32)
     return np.concatenate(out)

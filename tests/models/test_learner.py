@@ -9,7 +9,7 @@ import torch
 
 from models.active import run_step
 from models.head import fit_head, fit_temperature
-from models.learner import PoolGraph, fit_learner
+from models.learner import CNN_CHALLENGE_PER_CLASS, PoolGraph, challenge_with_cnn, fit_learner
 from models.representation import SimCLR, default_augmentation, nt_xent
 from models.strategies.auto import nearest_labelled_accuracy
 from models.strategies.base import SelectionContext
@@ -288,6 +288,101 @@ def test_run_step_trains_the_head_on_features_and_selects_in_that_space() -> Non
     assert step.learner is not None and step.model is None
     assert step.accuracy is not None and step.accuracy > 0.95
     assert len(step.selection.image_ids) == 10 and min(step.selection.image_ids) >= 1040
+
+
+def _quadrant_images(y: np.ndarray, seed: int = 0) -> np.ndarray:
+    """[N, 1, 12, 12] noise with a bright 5x5 patch in the quadrant of each image's class (of 4)."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((len(y), 1, 12, 12)).astype(np.float32) * 0.5
+    for i, c in enumerate(y):
+        r, q = divmod(int(c), 2)
+        x[i, 0, 6 * r : 6 * r + 5, 6 * q : 6 * q + 5] = 1.0
+    return x
+
+
+def test_a_cnn_on_the_pixels_takes_over_where_the_features_carry_no_class() -> None:
+    n_classes, per_class = 4, CNN_CHALLENGE_PER_CLASS + 10
+    y = np.repeat(np.arange(n_classes), per_class + 50)
+    y = y[np.random.default_rng(1).permutation(len(y))]
+    pixels = _quadrant_images(y)
+    features = np.random.default_rng(2).normal(size=(len(y), 8)).astype(np.float32)  # no class signal
+    labelled = np.concatenate([np.flatnonzero(y == c)[:per_class] for c in range(n_classes)])
+    test = np.setdiff1d(np.arange(len(y)), labelled)
+    graph = PoolGraph.build(features)
+    head_only = fit_learner(features, labelled, y[labelled], n_classes, graph=graph)
+    head_accuracy = (head_only.predict_proba(features[test]).argmax(1) == y[test]).mean()
+    learner = challenge_with_cnn(
+        fit_learner(features, labelled, y[labelled], n_classes, graph=graph),
+        pool_x=pixels,
+        pool_features=features,
+        labelled_pos=labelled,
+        labels=y[labelled],
+        n_classes=n_classes,
+        graph=graph,
+        device=torch.device("cpu"),
+    )
+    challenge = learner.info["challenge"]
+    assert challenge["chosen"] in ("mix", "cnn") and challenge["scores"]["head"] < 0.5
+    assert learner.uses_pixels and learner.held_out_accuracy() == challenge["scores"][challenge["chosen"]]
+    accuracy = (learner.predict_proba(features[test], pixels[test]).argmax(1) == y[test]).mean()
+    assert accuracy > 0.9 and head_accuracy < 0.5
+    with pytest.raises(ValueError, match="pixels"):
+        learner.predict_proba(features[test])
+
+
+def test_the_head_stays_where_it_beats_the_cnn_and_few_labels_train_no_cnn() -> None:
+    n_classes = 4
+    features, y = _blobs(CNN_CHALLENGE_PER_CLASS + 20, n_classes=n_classes, dim=8)
+    pixels = np.random.default_rng(3).random((len(y), 1, 12, 12)).astype(np.float32)  # no class signal
+    labelled = np.arange(n_classes * CNN_CHALLENGE_PER_CLASS + 8)
+    val = np.arange(len(labelled), len(y))
+    kwargs = {"pool_x": pixels, "pool_features": features, "n_classes": n_classes, "device": torch.device("cpu")}
+    learner = challenge_with_cnn(
+        fit_learner(features, labelled, y[labelled], n_classes, validation=(features[val], y[val])),
+        labelled_pos=labelled,
+        labels=y[labelled],
+        validation=(features[val], pixels[val], y[val]),
+        **kwargs,
+    )
+    assert learner.info["challenge"]["held_out"] == "validation"
+    assert learner.info["challenge"]["chosen"] == "head" and not learner.uses_pixels
+    np.testing.assert_allclose(learner.predict_proba(features), learner.head.predict_proba(features))
+    few = labelled[: n_classes * CNN_CHALLENGE_PER_CLASS - 1]
+    untouched = challenge_with_cnn(
+        fit_learner(features, few, y[few], n_classes), labelled_pos=few, labels=y[few], **kwargs
+    )
+    assert "challenge" not in untouched.info and not untouched.uses_pixels
+
+
+def test_run_step_predicts_with_the_cnn_mix_and_evaluates_on_pixels() -> None:
+    n_classes, per_class = 4, CNN_CHALLENGE_PER_CLASS
+    y = np.repeat(np.arange(n_classes), per_class + 40)
+    y = y[np.random.default_rng(4).permutation(len(y))]
+    pixels = _quadrant_images(y, seed=5)
+    features = np.random.default_rng(6).normal(size=(len(y), 8)).astype(np.float32)
+    labelled = np.concatenate([np.flatnonzero(y == c)[:per_class] for c in range(n_classes)])
+    rest = np.setdiff1d(np.arange(len(y)), labelled)
+    pool, evaluation = np.concatenate([labelled, rest[:80]]), rest[80:]
+    step = run_step(
+        pool_x=pixels[pool],
+        pool_ids=np.arange(len(pool)),
+        labelled_pos=np.arange(len(labelled)),
+        labels=y[labelled],
+        candidate_pos=np.arange(len(labelled), len(pool)),
+        eval_x=pixels[evaluation],
+        eval_y=y[evaluation],
+        n_classes=n_classes,
+        strategy="margin",
+        params={},
+        batch_size=10,
+        seed=0,
+        device=torch.device("cpu"),
+        features=features[pool],
+        eval_features=features[evaluation],
+    )
+    assert step.learner.uses_pixels and step.accuracy is not None and step.accuracy > 0.9
+    assert step.candidate_probabilities is not None and step.candidate_probabilities.shape == (80, n_classes)
+    assert len(step.selection.image_ids) == 10
 
 
 def test_each_device_setting_builds_its_own_encoder_and_cache_name() -> None:
