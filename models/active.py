@@ -73,6 +73,7 @@ def run_step(
     eval_features: np.ndarray | None = None,
     head_validation: bool = False,
     graph: Any = None,
+    encoder: Any = None,
 ) -> StepResult:
     """Trains the task model on the labelled pool rows, evaluates it and runs the strategy.
 
@@ -95,6 +96,8 @@ def run_step(
         head_validation: the evaluation split may also choose the head (true for a project's
             validation split; false in simulations, where it is the test set).
         graph: the pool's kNN graph in `features` (built when not given).
+        encoder: the network that made `features`; given, a fine-tuned copy of it competes for the
+            task model (models.learner.challenge_with_cnn).
     """
     report = report or (lambda phase, fraction: None)
     timings: dict[str, float] = {}
@@ -137,6 +140,7 @@ def run_step(
             seed=seed,
             device=device,
             progress=lambda f: report("training task model", 0.1 + 0.55 * f),
+            encoder=encoder,
         )
         if has_eval:
             report("evaluating", 0.7)

@@ -36,6 +36,9 @@ MAX_PSEUDO = 1000
 CNN_CHALLENGE_PER_CLASS = 30
 # (name, the CNN's share of the predicted probabilities); ties go to the earlier entry.
 CHALLENGERS = (("head", 0.0), ("mix", 0.5), ("cnn", 1.0))
+# Fine-tuning moves a pre-trained encoder: a tenth of the from-scratch learning rate keeps the few
+# labels from wiping out what the pool taught it.
+FINE_TUNE_LR = 3e-4
 
 
 @dataclass
@@ -96,6 +99,31 @@ class PoolGraph:
             scores = alpha * (self.weights @ scores) + seed  # type: ignore[operator]
         total = scores.sum(1, keepdims=True)
         return np.where(total > 0, scores / np.maximum(total, 1e-12), 1.0 / n_classes)
+
+
+def fine_tunable(encoder: Any, head: LinearHead) -> Any:
+    """A copy of the representation's encoder followed by the head (its standardisation folded in), as
+    one network from pixels to logits that starts out predicting exactly what the head predicts."""
+    import copy
+
+    import torch
+    from torch import nn
+
+    class FineTuned(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = copy.deepcopy(encoder).float()
+            self.linear = nn.Linear(head.weight.shape[1], head.weight.shape[0])
+            with torch.no_grad():
+                # ((f - mean) / scale) @ W.T + b = f @ (W / scale).T + (b - (W / scale) @ mean)
+                w = head.weight / head.scale
+                self.linear.weight.copy_(torch.as_tensor(w, dtype=torch.float32))
+                self.linear.bias.copy_(torch.as_tensor(head.bias - w @ head.mean, dtype=torch.float32))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.linear(self.encoder(x))
+
+    return FineTuned()
 
 
 @dataclass
@@ -276,9 +304,12 @@ def challenge_with_cnn(
     seed: int = 0,
     device: Any = None,
     progress: Callable[[float], None] | None = None,
+    encoder: Any = None,
 ) -> FeatureLearner:
     """Keeps the head, or mixes in a CNN trained from scratch on the labelled pixels, whichever of
     head / even mix / CNN alone has the best balanced accuracy on held-out labels (ties: the head).
+    Given the representation's `encoder` (a project's `fine_tune` setting), the encoder fine-tuned
+    with the head on the labelled pixels (`fine_tunable`) competes too, as `fine-tuned`.
 
     Held out: the validation split ([V, D] features, [V] pixels, [V] labels) when given, else one
     stratified third of the labels; in the latter case the head's read-out (mode and C as chosen) is
@@ -295,7 +326,8 @@ def challenge_with_cnn(
         return learner
     report = progress or (lambda fraction: None)
 
-    def fit_cnn(positions: np.ndarray, y: np.ndarray, start: float, span: float) -> Any:
+    def fit_cnn(positions: np.ndarray, y: np.ndarray, start: float, span: float, head: Any = None) -> Any:
+        tuned = {} if head is None else {"model": fine_tunable(encoder, head), "lr": FINE_TUNE_LR}
         return fit_classifier(
             np.asarray(pool_x[positions], dtype=np.float32),
             y,
@@ -303,13 +335,24 @@ def challenge_with_cnn(
             seed=seed,
             device=device,
             progress=lambda f: report(start + span * f),
+            **tuned,
         )
+
+    def log_proba(model: Any, pixels: Pixels) -> np.ndarray:
+        return np.log(np.clip(predict_proba(model, pixels), 1e-12, 1))
+
+    # Without an encoder: CNN fits take the whole progress span; with one, the fine-tuning half of it.
+    span = 1.0 if encoder is None else 0.5
+    tuned_logits: np.ndarray | None = None
 
     if validation is not None and len(validation[2]) >= 2 * n_classes:
         val_features, val_pixels, y_held = validation[0], validation[1], np.asarray(validation[2], dtype=np.int64)
-        cnn = fit_cnn(labelled_pos, labels, 0.0, 1.0)
+        cnn = fit_cnn(labelled_pos, labels, 0.0, span)
         head_logits = learner.head.logits(val_features)
-        cnn_logits = np.log(np.clip(predict_proba(cnn, val_pixels), 1e-12, 1))
+        cnn_logits = log_proba(cnn, val_pixels)
+        if encoder is not None:
+            tuned = fit_cnn(labelled_pos, labels, span, 1 - span, learner.head)
+            tuned_logits = log_proba(tuned, val_pixels)
         how = "validation"
     else:
         held = _folds(labels, 3, seed)[0]
@@ -320,8 +363,11 @@ def challenge_with_cnn(
         c = float(learner.info["c"])  # type: ignore[arg-type]
         head = _fit(learner.mode, c, pool_features, graph, labelled_pos[train], labels[train], n_classes)
         head_logits = head.logits(pool_features[labelled_pos[held]])
-        cnn = fit_cnn(labelled_pos[train], labels[train], 0.0, 0.5)
-        cnn_logits = np.log(np.clip(predict_proba(cnn, pool_x[labelled_pos[held]]), 1e-12, 1))
+        cnn = fit_cnn(labelled_pos[train], labels[train], 0.0, span / 2)
+        cnn_logits = log_proba(cnn, pool_x[labelled_pos[held]])
+        if encoder is not None:
+            tuned = fit_cnn(labelled_pos[train], labels[train], span, (1 - span) / 2, head)
+            tuned_logits = log_proba(tuned, pool_x[labelled_pos[held]])
         y_held = labels[held]
         how = "one third of the labels held out"
     head_t, cnn_t = fit_temperature(head_logits, y_held), fit_temperature(cnn_logits, y_held)
@@ -331,12 +377,23 @@ def challenge_with_cnn(
         for name, share in CHALLENGERS
     }
     chosen, share = max(CHALLENGERS, key=lambda entry: (scores[entry[0]], -entry[1]))
+    if tuned_logits is not None:
+        tuned_t = fit_temperature(tuned_logits, y_held)
+        scores["fine-tuned"] = round(_balanced_accuracy(tuned_logits, y_held, n_classes), 4)
+        if scores["fine-tuned"] > scores[chosen]:
+            chosen = "fine-tuned"
     learner.info["challenge"] = {"held_out": how, "scores": scores, "chosen": chosen}
     if chosen == "head":
         return learner
-    if how != "validation":
-        cnn = fit_cnn(labelled_pos, labels, 0.5, 0.5)
-    learner.pixel = PixelModel(cnn, cnn_t, share)
     # `mode` stays the head's read-out (snn still climbs the head); info says what predicts.
+    if chosen == "fine-tuned":
+        if how != "validation":
+            tuned = fit_cnn(labelled_pos, labels, span + (1 - span) / 2, (1 - span) / 2, learner.head)
+        learner.pixel = PixelModel(tuned, tuned_t, 1.0)
+        learner.info["mode"] = "fine-tuned encoder"
+        return learner
+    if how != "validation":
+        cnn = fit_cnn(labelled_pos, labels, span / 2, span / 2)
+    learner.pixel = PixelModel(cnn, cnn_t, share)
     learner.info["mode"] = "cnn" if share == 1.0 else f"{learner.mode} + cnn"
     return learner

@@ -69,8 +69,9 @@ def fit_classifier(
     weight_decay: float = 5e-4,
     max_shift: int = 2,
     progress: ProgressFn | None = None,
+    model: nn.Module | None = None,
 ) -> nn.Module:
-    """Trains a SmallCNN from scratch on the labelled images.
+    """Trains a SmallCNN from scratch on the labelled images (or `model`, when given, from where it is).
 
     Args:
         x: [N, C, S, S] float32 images in [0, 1].
@@ -81,6 +82,8 @@ def fit_classifier(
             tiny label sets still get enough updates and large ones stay quick.
         max_shift: random translation in pixels for augmentation (0 disables it).
         progress: called with a fraction in [0, 1] now and then.
+        model: a network mapping [N, C, S, S] to [N, n_classes] logits to train instead of a new
+            SmallCNN (a pre-trained encoder with a head, for fine-tuning); trained in place.
 
     Returns:
         The trained model in eval mode, on `device`.
@@ -88,7 +91,7 @@ def fit_classifier(
     device = device or select_device()
     seed_everything(seed)
     generator = torch.Generator().manual_seed(seed)
-    model = SmallCNN(in_channels=x.shape[1], n_classes=n_classes).to(device)
+    model = (model if model is not None else SmallCNN(in_channels=x.shape[1], n_classes=n_classes)).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     xt = torch.as_tensor(x, dtype=torch.float32)
     yt = torch.as_tensor(y, dtype=torch.long)

@@ -427,6 +427,7 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
         eval_features=val_features,
         head_validation=True,
         graph=graph,
+        encoder=_encoder_to_fine_tune(inputs, storage, device, representation_info),
     )
     if built.get("index") is not None:
         key = artifact_key(inputs.project_id, inputs.round_id, "candidate-index.faiss")
@@ -504,6 +505,17 @@ def _predictions(
     probabilities = np.concatenate([step.candidate_probabilities, others])
     positions = np.concatenate([candidate_pos, rest])
     return positions, probabilities.argmax(1).astype(np.int16), probabilities.max(1).astype(np.float16)
+
+
+def _encoder_to_fine_tune(inputs: RoundInputs, storage: Storage, device: Any, representation: dict[str, Any]) -> Any:
+    """The representation's encoder where the project asks for fine-tuning and the round's features
+    came from one (pixel PCA has none); the same loaded encoder that encoded the round's images."""
+    if not inputs.settings.fine_tune or representation.get("kind") != "simclr":
+        return None
+    from worker.representation import load_encoder
+
+    key = inputs.representation_artifacts["encoder"]
+    return WARM.get("encoder", f"{key}@{device}", lambda: load_encoder(storage, key, device))
 
 
 def _request_representation(project_id: int, settings: Settings) -> int | None:

@@ -32,6 +32,13 @@ class ProjectSettings(BaseModel):
     representation_epochs: int | None = Field(
         None, ge=1, le=1000, description="SimCLR epochs; default 150 on a GPU, 20 (at most 8 minutes) on a CPU."
     )
+    fine_tune: bool = Field(
+        False,
+        description=(
+            "From 30 labels per class, also fine-tune the representation's encoder with the head on the labels; "
+            "it predicts where it wins on held-out labels. Costs two more network fits a round."
+        ),
+    )
     hotkeys: dict[str, str] = Field(
         default_factory=dict,
         max_length=200,

@@ -9,7 +9,7 @@ import numpy as np
 
 from tests.app.test_method_rounds import _label_suggestions
 from tests.conftest import LiveService, wait_for_round
-from tests.factories import create_project, digits_zip, upload
+from tests.factories import create_project, digits_project, digits_zip, upload
 
 
 def _wait_ready(client, pid: int, timeout: float = 240) -> dict:  # type: ignore[no-untyped-def]
@@ -91,3 +91,41 @@ def test_representation_trains_in_the_background_and_rounds_select_in_it(sqlite_
     # A second training request while none is running is accepted; a third at once is a conflict.
     assert engineer.post(f"/projects/{pid}/representations").status_code == 202
     assert engineer.post(f"/projects/{pid}/representations").status_code == 409
+
+
+def test_a_project_that_asks_for_fine_tuning_gets_it_compared_on_its_validation_split(
+    sqlite_service: LiveService,
+) -> None:
+    from tests.factories import _ORDER, mnist
+
+    labels = mnist().labels[_ORDER]
+    zeros_ones = np.flatnonzero(np.isin(labels, (0, 1)))
+    pool, validation = zeros_ones[:100], zeros_ones[100:124]
+    eng_id, eng = sqlite_service.new_user("engineer")
+    engineer = sqlite_service.client(eng)
+    # Two classes at 8x8: the challenge starts at 60 labels and every network fit takes a second.
+    pid, names = digits_project(
+        sqlite_service.admin,
+        members=[eng_id],
+        pool=pool,
+        validation=validation,
+        classes=["0", "1"],
+        image_size=8,
+        representation_epochs=1,
+        fine_tune=True,
+    )
+    assert _wait_ready(engineer, pid)["status"] == "ready"
+    first = wait_for_round(
+        engineer, engineer.post(f"/projects/{pid}/rounds", json={"strategy": "random", "batch_size": 64}).json()["id"]
+    )
+    assert first["status"] == "ready", first
+    _label_suggestions(engineer, sqlite_service, first["id"], names)
+    body = {"strategy": "margin", "batch_size": 10, "close_open": True}
+    state = wait_for_round(engineer, engineer.post(f"/projects/{pid}/rounds", json=body).json()["id"])
+    assert state["status"] == "ready", state
+    learner = state["metrics"]["learner"]
+    assert learner["challenge"]["held_out"] == "validation"
+    assert set(learner["challenge"]["scores"]) == {"head", "mix", "cnn", "fine-tuned"}
+    assert learner["challenge"]["chosen"] in learner["challenge"]["scores"]
+    assert state["metrics"]["accuracy"] > 0.9
+    assert len(engineer.get(f"/rounds/{state['id']}/suggestions").json()["data"]) == 10

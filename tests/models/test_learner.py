@@ -9,7 +9,13 @@ import torch
 
 from models.active import run_step
 from models.head import fit_head, fit_temperature
-from models.learner import CNN_CHALLENGE_PER_CLASS, PoolGraph, challenge_with_cnn, fit_learner
+from models.learner import (
+    CNN_CHALLENGE_PER_CLASS,
+    PoolGraph,
+    challenge_with_cnn,
+    fine_tunable,
+    fit_learner,
+)
 from models.representation import SimCLR, default_augmentation, nt_xent
 from models.strategies.auto import nearest_labelled_accuracy
 from models.strategies.base import SelectionContext
@@ -352,6 +358,43 @@ def test_the_head_stays_where_it_beats_the_cnn_and_few_labels_train_no_cnn() -> 
         fit_learner(features, few, y[few], n_classes), labelled_pos=few, labels=y[few], **kwargs
     )
     assert "challenge" not in untouched.info and not untouched.uses_pixels
+
+
+def test_a_fine_tuned_encoder_starts_at_the_head_and_competes_for_the_task_model() -> None:
+    from models.representation import ConvEncoder, encode
+
+    n_classes, per_class = 4, CNN_CHALLENGE_PER_CLASS + 10
+    y = np.repeat(np.arange(n_classes), per_class + 50)
+    y = y[np.random.default_rng(7).permutation(len(y))]
+    pixels = _quadrant_images(y, seed=8)
+    torch.manual_seed(0)
+    encoder = ConvEncoder(1, (8, 16, 16)).eval()
+    labelled = np.concatenate([np.flatnonzero(y == c)[:per_class] for c in range(n_classes)])
+    test = np.setdiff1d(np.arange(len(y)), labelled)
+    features = encode(encoder, pixels)
+    head = fit_head(features[labelled], y[labelled], n_classes, pool_features=features)
+    with torch.no_grad():
+        start = fine_tunable(encoder, head).eval()(torch.as_tensor(pixels[:64])).numpy()
+    np.testing.assert_allclose(start, head.logits(features[:64]), atol=1e-4)
+    # The round's features say nothing of the class here, so only networks on the pixels can win;
+    # the fine-tuned encoder is scored beside the CNN and learns the task from its pixels.
+    noise = np.random.default_rng(9).normal(size=features.shape).astype(np.float32)
+    learner = challenge_with_cnn(
+        fit_learner(noise, labelled, y[labelled], n_classes),
+        pool_x=pixels,
+        pool_features=noise,
+        labelled_pos=labelled,
+        labels=y[labelled],
+        n_classes=n_classes,
+        device=torch.device("cpu"),
+        encoder=encoder,
+    )
+    scores = learner.info["challenge"]["scores"]
+    assert set(scores) == {"head", "mix", "cnn", "fine-tuned"} and scores["fine-tuned"] > 0.9
+    assert learner.info["challenge"]["chosen"] != "head" and learner.uses_pixels
+    assert (learner.predict_proba(noise[test], pixels[test]).argmax(1) == y[test]).mean() > 0.9
+    # The encoder the round encodes with is copied, never trained in place.
+    np.testing.assert_array_equal(encode(encoder, pixels[:64]), features[:64])
 
 
 def test_run_step_predicts_with_the_cnn_mix_and_evaluates_on_pixels() -> None:
