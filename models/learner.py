@@ -104,26 +104,9 @@ class PoolGraph:
 def fine_tunable(encoder: Any, head: LinearHead) -> Any:
     """A copy of the representation's encoder followed by the head (its standardisation folded in), as
     one network from pixels to logits that starts out predicting exactly what the head predicts."""
-    import copy
+    from models.nets.fine_tuned import FineTuned
 
-    import torch
-    from torch import nn
-
-    class FineTuned(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.encoder = copy.deepcopy(encoder).float()
-            self.linear = nn.Linear(head.weight.shape[1], head.weight.shape[0])
-            with torch.no_grad():
-                # ((f - mean) / scale) @ W.T + b = f @ (W / scale).T + (b - (W / scale) @ mean)
-                w = head.weight / head.scale
-                self.linear.weight.copy_(torch.as_tensor(w, dtype=torch.float32))
-                self.linear.bias.copy_(torch.as_tensor(head.bias - w @ head.mean, dtype=torch.float32))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.linear(self.encoder(x))
-
-    return FineTuned()
+    return FineTuned(encoder, head.weight, head.bias, head.mean, head.scale)
 
 
 @dataclass
@@ -341,18 +324,11 @@ def challenge_with_cnn(
     def log_proba(model: Any, pixels: Pixels) -> np.ndarray:
         return np.log(np.clip(predict_proba(model, pixels), 1e-12, 1))
 
-    # Without an encoder: CNN fits take the whole progress span; with one, the fine-tuning half of it.
-    span = 1.0 if encoder is None else 0.5
-    tuned_logits: np.ndarray | None = None
-
     if validation is not None and len(validation[2]) >= 2 * n_classes:
-        val_features, val_pixels, y_held = validation[0], validation[1], np.asarray(validation[2], dtype=np.int64)
-        cnn = fit_cnn(labelled_pos, labels, 0.0, span)
-        head_logits = learner.head.logits(val_features)
-        cnn_logits = log_proba(cnn, val_pixels)
-        if encoder is not None:
-            tuned = fit_cnn(labelled_pos, labels, span, 1 - span, learner.head)
-            tuned_logits = log_proba(tuned, val_pixels)
+        # The contenders are fitted on every label and judged on the validation split.
+        train = np.arange(len(labels))
+        head, head_logits = learner.head, learner.head.logits(validation[0])
+        held_pixels, y_held = validation[1], np.asarray(validation[2], dtype=np.int64)
         how = "validation"
     else:
         held = _folds(labels, 3, seed)[0]
@@ -363,13 +339,18 @@ def challenge_with_cnn(
         c = float(learner.info["c"])  # type: ignore[arg-type]
         head = _fit(learner.mode, c, pool_features, graph, labelled_pos[train], labels[train], n_classes)
         head_logits = head.logits(pool_features[labelled_pos[held]])
-        cnn = fit_cnn(labelled_pos[train], labels[train], 0.0, span / 2)
-        cnn_logits = log_proba(cnn, pool_x[labelled_pos[held]])
-        if encoder is not None:
-            tuned = fit_cnn(labelled_pos[train], labels[train], span, (1 - span) / 2, head)
-            tuned_logits = log_proba(tuned, pool_x[labelled_pos[held]])
-        y_held = labels[held]
+        held_pixels, y_held = pool_x[labelled_pos[held]], labels[held]
         how = "one third of the labels held out"
+    # Progress: the held-out fits take the first half when the winner is fitted again on every label.
+    refit = how != "validation"
+    fits = 1 + (encoder is not None)
+    share_of_fit = (0.5 if refit else 1.0) / fits
+    cnn = fit_cnn(labelled_pos[train], labels[train], 0.0, share_of_fit)
+    cnn_logits = log_proba(cnn, held_pixels)
+    tuned_logits: np.ndarray | None = None
+    if encoder is not None:
+        tuned = fit_cnn(labelled_pos[train], labels[train], share_of_fit, share_of_fit, head)
+        tuned_logits = log_proba(tuned, held_pixels)
     head_t, cnn_t = fit_temperature(head_logits, y_held), fit_temperature(cnn_logits, y_held)
     p_head, p_cnn = _softmax(head_logits / head_t), _softmax(cnn_logits / cnn_t)
     scores = {
@@ -387,13 +368,13 @@ def challenge_with_cnn(
         return learner
     # `mode` stays the head's read-out (snn still climbs the head); info says what predicts.
     if chosen == "fine-tuned":
-        if how != "validation":
-            tuned = fit_cnn(labelled_pos, labels, span + (1 - span) / 2, (1 - span) / 2, learner.head)
+        if refit:
+            tuned = fit_cnn(labelled_pos, labels, 0.5, 0.5, learner.head)
         learner.pixel = PixelModel(tuned, tuned_t, 1.0)
         learner.info["mode"] = "fine-tuned encoder"
         return learner
-    if how != "validation":
-        cnn = fit_cnn(labelled_pos, labels, span / 2, span / 2)
+    if refit:
+        cnn = fit_cnn(labelled_pos, labels, 0.5, 0.5)
     learner.pixel = PixelModel(cnn, cnn_t, share)
     learner.info["mode"] = "cnn" if share == 1.0 else f"{learner.mode} + cnn"
     return learner

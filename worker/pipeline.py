@@ -512,9 +512,13 @@ def _encoder_to_fine_tune(inputs: RoundInputs, storage: Storage, device: Any, re
     came from one (pixel PCA has none); the same loaded encoder that encoded the round's images."""
     if not inputs.settings.fine_tune or representation.get("kind") != "simclr":
         return None
+    return _warm_encoder(storage, inputs.representation_artifacts["encoder"], device)
+
+
+def _warm_encoder(storage: Storage, key: str, device: Any) -> Any:
+    """The representation's encoder on `device`, loaded once per worker process and representation."""
     from worker.representation import load_encoder
 
-    key = inputs.representation_artifacts["encoder"]
     return WARM.get("encoder", f"{key}@{device}", lambda: load_encoder(storage, key, device))
 
 
@@ -556,7 +560,7 @@ def _representation(
     The last item is the representation's features artifact when the pool features are exactly its
     rows (the round can point at it instead of storing a copy), else None."""
     from models.representation import encode
-    from worker.representation import load_encoder, load_features
+    from worker.representation import load_features
 
     project = inputs.settings
     if project.representation == "none":
@@ -581,7 +585,7 @@ def _representation(
         return features, val_features, {"kind": "pixels-pca", "why": why, "requested": requested}, None
     features_key, encoder_key = inputs.representation_artifacts["features"], inputs.representation_artifacts["encoder"]
     ids, known = WARM.get("features", features_key, lambda: load_features(storage, features_key))
-    encoder = WARM.get("encoder", f"{encoder_key}@{device}", lambda: load_encoder(storage, encoder_key, device))
+    encoder = _warm_encoder(storage, encoder_key, device)
     features, encoded = known_then_encoded(
         pool_ids, ids, known, known.shape[1], lambda positions: encode(encoder, subset(pool_x, positions))
     )
