@@ -440,3 +440,31 @@ def test_each_device_setting_builds_its_own_encoder_and_cache_name() -> None:
     # A caller's edits stay its own.
     cpu["colour"]["hue"] = 0.0
     assert setting_for("cpu")["colour"]["hue"] == 0.5
+
+
+def test_inference_with_batchnorm_folded_predicts_what_the_network_predicts() -> None:
+    from models.nets.classifier import SmallCNN
+    from models.representation import ConvEncoder
+    from models.training import for_inference, predict_proba
+
+    torch.manual_seed(0)
+    pixels = np.random.default_rng(0).random((300, 3, 20, 20), dtype=np.float32)
+    cnn = SmallCNN(in_channels=3, n_classes=5)
+    # Running statistics away from their initial values, so a wrong fold would show.
+    cnn.train()
+    with torch.no_grad():
+        for _ in range(3):
+            cnn(torch.as_tensor(pixels) * 3 - 1)
+    tuned = fine_tunable(
+        ConvEncoder(3, (8, 16, 16)).eval(),
+        fit_head(np.random.default_rng(1).normal(size=(40, 16)).astype(np.float32), np.arange(40) % 5, 5),
+    )
+    for network in (cnn, tuned):
+        network.eval()
+        with torch.no_grad():
+            expected = torch.softmax(network(torch.as_tensor(pixels)), 1).numpy()
+        folded = for_inference(network)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+        np.testing.assert_allclose(predict_proba(network, pixels, batch_size=64), expected, atol=1e-5)
+    # The network handed in is left as it was: its BatchNorm layers are still there, still in use.
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in cnn.modules())
