@@ -74,6 +74,7 @@ def run_step(
     head_validation: bool = False,
     graph: Any = None,
     encoder: Any = None,
+    challenger: Any = "now",
 ) -> StepResult:
     """Trains the task model on the labelled pool rows, evaluates it and runs the strategy.
 
@@ -98,6 +99,10 @@ def run_step(
         graph: the pool's kNN graph in `features` (built when not given).
         encoder: the network that made `features`; given, a fine-tuned copy of it competes for the
             task model (models.learner.challenge_with_cnn).
+        challenger: "now" fits the networks that challenge the head on these labels, inside the
+            step (models.learner.challenge_with_cnn); else a models.learner.Challenger fitted
+            earlier (on fewer labels: the round pipeline fits the next one after its batch is
+            out), or None for the head alone.
     """
     report = report or (lambda phase, fraction: None)
     timings: dict[str, float] = {}
@@ -114,7 +119,7 @@ def run_step(
     t = time.monotonic()
     learner = None
     if features is not None and len(labels):
-        from models.learner import challenge_with_cnn, fit_learner
+        from models.learner import apply_challenger, challenge_with_cnn, fit_learner
 
         report("training task model", 0.05)
         has_eval = eval_features is not None and len(eval_y) > 0
@@ -128,20 +133,24 @@ def run_step(
             graph=graph,
             seed=seed,
         )
-        learner = challenge_with_cnn(
-            learner,
-            pool_x=pool_x,
-            pool_features=features,
-            labelled_pos=labelled_pos,
-            labels=labels,
-            n_classes=n_classes,
-            graph=graph,
-            validation=(eval_features, eval_x, eval_y) if validate else None,  # type: ignore[arg-type]
-            seed=seed,
-            device=device,
-            progress=lambda f: report("training task model", 0.1 + 0.55 * f),
-            encoder=encoder,
-        )
+        judged_on = (eval_features, eval_x, eval_y) if validate else None
+        if isinstance(challenger, str) and challenger == "now":
+            learner = challenge_with_cnn(
+                learner,
+                pool_x=pool_x,
+                pool_features=features,
+                labelled_pos=labelled_pos,
+                labels=labels,
+                n_classes=n_classes,
+                graph=graph,
+                validation=judged_on,  # type: ignore[arg-type]
+                seed=seed,
+                device=device,
+                progress=lambda f: report("training task model", 0.1 + 0.55 * f),
+                encoder=encoder,
+            )
+        else:
+            learner = apply_challenger(learner, challenger, validation=judged_on)  # type: ignore[arg-type]
         if has_eval:
             report("evaluating", 0.7)
             result = evaluate(learner.predict_proba(eval_features, eval_x), eval_y, n_classes)  # type: ignore[arg-type]

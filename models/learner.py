@@ -274,6 +274,164 @@ def fit_learner(
     return FeatureLearner(head, mode, info)
 
 
+@dataclass
+class Challenger:
+    """The networks on the pixels that challenge the head: a CNN from scratch and, when asked for, the
+    fine-tuned encoder (`networks`: name -> module), fitted on every label of one moment (`labels` of
+    them). Judged on the validation split when it is used (`held_out` "validation"); without one,
+    what one held-out third of those labels said when it was fitted comes along (`scores`, `chosen`,
+    `temperatures`), and `networks` holds only the winner."""
+
+    networks: dict[str, Any]
+    labels: int
+    held_out: str
+    scores: dict[str, float] | None = None
+    chosen: str | None = None
+    temperatures: dict[str, float] = field(default_factory=dict)
+
+
+def fit_challenger(
+    learner: FeatureLearner,
+    *,
+    pool_x: Pixels,
+    pool_features: np.ndarray,
+    labelled_pos: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    graph: PoolGraph | None = None,
+    validation: tuple[np.ndarray, Pixels, np.ndarray] | None = None,
+    seed: int = 0,
+    device: Any = None,
+    progress: Callable[[float], None] | None = None,
+    encoder: Any = None,
+) -> Challenger | None:
+    """Fits the networks that challenge `learner`'s head on the labelled pixels (see Challenger);
+    None under CNN_CHALLENGE_PER_CLASS labels per class, or when the read-out is not a fitted choice
+    (too few labels to hold any out). Given the representation's `encoder` (a project's `fine_tune`
+    setting), the encoder fine-tuned with the head (`fine_tunable`) is fitted too, as `fine-tuned`.
+
+    With a validation split ([V, D] features, [V] pixels, [V] labels) the networks are fitted on
+    every label, to be judged on it by `apply_challenger`. Without one, one stratified third of the
+    labels is held out: the head's read-out (mode and C as chosen) is refitted without it, head /
+    mix / CNN / fine-tuned are scored on it, and the winner is trained again on every label.
+    """
+    from models.training import fit_classifier
+
+    labels = np.asarray(labels, dtype=np.int64)
+    labelled_pos = np.asarray(labelled_pos, dtype=np.int64)
+    if len(labels) < CNN_CHALLENGE_PER_CLASS * n_classes or "c" not in learner.info:
+        return None
+    report = progress or (lambda fraction: None)
+
+    def fit(name: str, positions: np.ndarray, y: np.ndarray, start: float, span: float, head: Any) -> Any:
+        tuned = {} if name == "cnn" else {"model": fine_tunable(encoder, head), "lr": FINE_TUNE_LR}
+        return fit_classifier(
+            np.asarray(pool_x[positions], dtype=np.float32),
+            y,
+            n_classes,
+            seed=seed,
+            device=device,
+            progress=lambda f: report(start + span * f),
+            **tuned,
+        )
+
+    names = ["cnn"] + (["fine-tuned"] if encoder is not None else [])
+    if validation is not None and len(validation[2]) >= 2 * n_classes:
+        share = 1.0 / len(names)
+        networks = {
+            name: fit(name, labelled_pos, labels, i * share, share, learner.head) for i, name in enumerate(names)
+        }
+        return Challenger(networks, len(labels), "validation")
+    held = _folds(labels, 3, seed)[0]
+    train = np.setdiff1d(np.arange(len(labels)), held)
+    if len(np.unique(labels[train])) < 2 or len(held) == 0:
+        return None
+    graph = graph or PoolGraph.build(pool_features)
+    c = float(learner.info["c"])  # type: ignore[arg-type]
+    head = _fit(learner.mode, c, pool_features, graph, labelled_pos[train], labels[train], n_classes)
+    # Progress: the held-out fits take the first half, the winner's fit on every label the second.
+    share = 0.5 / len(names)
+    held_out = {
+        name: fit(name, labelled_pos[train], labels[train], i * share, share, head) for i, name in enumerate(names)
+    }
+    scores, chosen, temperatures = _judge(
+        head.logits(pool_features[labelled_pos[held]]), held_out, pool_x[labelled_pos[held]], labels[held], n_classes
+    )
+    networks = {}
+    if chosen != "head":
+        name = "fine-tuned" if chosen == "fine-tuned" else "cnn"
+        networks[name] = fit(name, labelled_pos, labels, 0.5, 0.5, learner.head)
+    return Challenger(networks, len(labels), "one third of the labels held out", scores, chosen, temperatures)
+
+
+def _judge(
+    head_logits: np.ndarray, networks: dict[str, Any], pixels: Pixels, y: np.ndarray, n_classes: int
+) -> tuple[dict[str, float], str, dict[str, float]]:
+    """Balanced accuracy on held-out labels of head / mix / CNN (and fine-tuned, when among
+    `networks`), the best of them (ties: the earlier of CHALLENGERS, fine-tuned only when strictly
+    better) and each network's temperature fitted on those labels."""
+    from models.training import predict_proba
+
+    y = np.asarray(y, dtype=np.int64)
+    logits = {name: np.log(np.clip(predict_proba(m, pixels), 1e-12, 1)) for name, m in networks.items()}
+    temperatures = {name: fit_temperature(value, y) for name, value in logits.items()}
+    head_t = fit_temperature(head_logits, y)
+    p_head, p_cnn = _softmax(head_logits / head_t), _softmax(logits["cnn"] / temperatures["cnn"])
+    scores = {
+        name: round(_balanced_accuracy((1 - share) * p_head + share * p_cnn, y, n_classes), 4)
+        for name, share in CHALLENGERS
+    }
+    chosen = max(CHALLENGERS, key=lambda entry: (scores[entry[0]], -entry[1]))[0]
+    if "fine-tuned" in logits:
+        scores["fine-tuned"] = round(_balanced_accuracy(logits["fine-tuned"], y, n_classes), 4)
+        if scores["fine-tuned"] > scores[chosen]:
+            chosen = "fine-tuned"
+    return scores, chosen, temperatures
+
+
+def apply_challenger(
+    learner: FeatureLearner,
+    challenger: Challenger | None,
+    *,
+    validation: tuple[np.ndarray, Pixels, np.ndarray] | None = None,
+) -> FeatureLearner:
+    """Keeps `learner`'s head, or mixes in the challenger's CNN (or hands over to its fine-tuned
+    encoder), whichever has the best balanced accuracy on held-out labels: the validation split
+    ([V, D] features, [V] pixels, [V] labels) for a challenger judged there, else the challenger's
+    own held-out verdict. The challenger may be older than the head (fitted on fewer labels: see
+    the round pipeline); `info["challenge"]["fitted_on"]` says on how many."""
+    if challenger is None:
+        return learner
+    if challenger.held_out == "validation":
+        n_classes = len(learner.head.bias)
+        if validation is None or len(validation[2]) < 2 * n_classes:
+            return learner
+        scores, chosen, temperatures = _judge(
+            learner.head.logits(validation[0]), challenger.networks, validation[1], validation[2], n_classes
+        )
+    elif challenger.scores is not None and challenger.chosen is not None:
+        scores, chosen, temperatures = challenger.scores, challenger.chosen, challenger.temperatures
+    else:
+        return learner
+    learner.info["challenge"] = {
+        "held_out": challenger.held_out,
+        "scores": scores,
+        "chosen": chosen,
+        "fitted_on": challenger.labels,
+    }
+    if chosen == "head":
+        return learner
+    # `mode` stays the head's read-out (snn still climbs the head); info says what predicts.
+    if chosen == "fine-tuned":
+        learner.pixel = PixelModel(challenger.networks["fine-tuned"], temperatures["fine-tuned"], 1.0)
+        learner.info["mode"] = "fine-tuned encoder"
+        return learner
+    share = dict(CHALLENGERS)[chosen]
+    learner.pixel = PixelModel(challenger.networks["cnn"], temperatures["cnn"], share)
+    learner.info["mode"] = "cnn" if share == 1.0 else f"{learner.mode} + cnn"
+    return learner
+
+
 def challenge_with_cnn(
     learner: FeatureLearner,
     *,
@@ -289,92 +447,19 @@ def challenge_with_cnn(
     progress: Callable[[float], None] | None = None,
     encoder: Any = None,
 ) -> FeatureLearner:
-    """Keeps the head, or mixes in a CNN trained from scratch on the labelled pixels, whichever of
-    head / even mix / CNN alone has the best balanced accuracy on held-out labels (ties: the head).
-    Given the representation's `encoder` (a project's `fine_tune` setting), the encoder fine-tuned
-    with the head on the labelled pixels (`fine_tunable`) competes too, as `fine-tuned`.
-
-    Held out: the validation split ([V, D] features, [V] pixels, [V] labels) when given, else one
-    stratified third of the labels; in the latter case the head's read-out (mode and C as chosen) is
-    refitted without that third and a winning CNN is trained again on every label. Each part's
-    temperature is fitted on the held-out predictions, so the mix averages calibrated probabilities.
-    Does nothing under CNN_CHALLENGE_PER_CLASS labels per class, or when the read-out is not a fitted
-    choice (too few labels to hold any out).
-    """
-    from models.training import fit_classifier, predict_proba
-
-    labels = np.asarray(labels, dtype=np.int64)
-    labelled_pos = np.asarray(labelled_pos, dtype=np.int64)
-    if len(labels) < CNN_CHALLENGE_PER_CLASS * n_classes or "c" not in learner.info:
-        return learner
-    report = progress or (lambda fraction: None)
-
-    def fit_cnn(positions: np.ndarray, y: np.ndarray, start: float, span: float, head: Any = None) -> Any:
-        tuned = {} if head is None else {"model": fine_tunable(encoder, head), "lr": FINE_TUNE_LR}
-        return fit_classifier(
-            np.asarray(pool_x[positions], dtype=np.float32),
-            y,
-            n_classes,
-            seed=seed,
-            device=device,
-            progress=lambda f: report(start + span * f),
-            **tuned,
-        )
-
-    def log_proba(model: Any, pixels: Pixels) -> np.ndarray:
-        return np.log(np.clip(predict_proba(model, pixels), 1e-12, 1))
-
-    if validation is not None and len(validation[2]) >= 2 * n_classes:
-        # The contenders are fitted on every label and judged on the validation split.
-        train = np.arange(len(labels))
-        head, head_logits = learner.head, learner.head.logits(validation[0])
-        held_pixels, y_held = validation[1], np.asarray(validation[2], dtype=np.int64)
-        how = "validation"
-    else:
-        held = _folds(labels, 3, seed)[0]
-        train = np.setdiff1d(np.arange(len(labels)), held)
-        if len(np.unique(labels[train])) < 2 or len(held) == 0:
-            return learner
-        graph = graph or PoolGraph.build(pool_features)
-        c = float(learner.info["c"])  # type: ignore[arg-type]
-        head = _fit(learner.mode, c, pool_features, graph, labelled_pos[train], labels[train], n_classes)
-        head_logits = head.logits(pool_features[labelled_pos[held]])
-        held_pixels, y_held = pool_x[labelled_pos[held]], labels[held]
-        how = "one third of the labels held out"
-    # Progress: the held-out fits take the first half when the winner is fitted again on every label.
-    refit = how != "validation"
-    fits = 1 + (encoder is not None)
-    share_of_fit = (0.5 if refit else 1.0) / fits
-    cnn = fit_cnn(labelled_pos[train], labels[train], 0.0, share_of_fit)
-    cnn_logits = log_proba(cnn, held_pixels)
-    tuned_logits: np.ndarray | None = None
-    if encoder is not None:
-        tuned = fit_cnn(labelled_pos[train], labels[train], share_of_fit, share_of_fit, head)
-        tuned_logits = log_proba(tuned, held_pixels)
-    head_t, cnn_t = fit_temperature(head_logits, y_held), fit_temperature(cnn_logits, y_held)
-    p_head, p_cnn = _softmax(head_logits / head_t), _softmax(cnn_logits / cnn_t)
-    scores = {
-        name: round(_balanced_accuracy((1 - share) * p_head + share * p_cnn, y_held, n_classes), 4)
-        for name, share in CHALLENGERS
-    }
-    chosen, share = max(CHALLENGERS, key=lambda entry: (scores[entry[0]], -entry[1]))
-    if tuned_logits is not None:
-        tuned_t = fit_temperature(tuned_logits, y_held)
-        scores["fine-tuned"] = round(_balanced_accuracy(tuned_logits, y_held, n_classes), 4)
-        if scores["fine-tuned"] > scores[chosen]:
-            chosen = "fine-tuned"
-    learner.info["challenge"] = {"held_out": how, "scores": scores, "chosen": chosen}
-    if chosen == "head":
-        return learner
-    # `mode` stays the head's read-out (snn still climbs the head); info says what predicts.
-    if chosen == "fine-tuned":
-        if refit:
-            tuned = fit_cnn(labelled_pos, labels, 0.5, 0.5, learner.head)
-        learner.pixel = PixelModel(tuned, tuned_t, 1.0)
-        learner.info["mode"] = "fine-tuned encoder"
-        return learner
-    if refit:
-        cnn = fit_cnn(labelled_pos, labels, 0.5, 0.5)
-    learner.pixel = PixelModel(cnn, cnn_t, share)
-    learner.info["mode"] = "cnn" if share == 1.0 else f"{learner.mode} + cnn"
-    return learner
+    """The challenge on the learner's own labels, at once: `fit_challenger`, then `apply_challenger`."""
+    challenger = fit_challenger(
+        learner,
+        pool_x=pool_x,
+        pool_features=pool_features,
+        labelled_pos=labelled_pos,
+        labels=labels,
+        n_classes=n_classes,
+        graph=graph,
+        validation=validation,
+        seed=seed,
+        device=device,
+        progress=progress,
+        encoder=encoder,
+    )
+    return apply_challenger(learner, challenger, validation=validation)

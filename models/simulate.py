@@ -232,6 +232,7 @@ def run_one(
         features, test_features = representation_for(data, config, cache)
         graph = PoolGraph.build(features)
     rows: list[dict[str, Any]] = []
+    challenger = None
     for round_index in range(config.rounds + 1):
         is_last = round_index == config.rounds
         labelled_mask = np.zeros(len(pool_x), dtype=bool)
@@ -267,6 +268,7 @@ def run_one(
             features=features,
             eval_features=test_features,
             graph=graph,
+            challenger=challenger,
         )
         rows.append(
             {
@@ -282,6 +284,22 @@ def run_one(
             on_round()
         if is_last:
             break
+        if step.learner is not None:
+            from models.learner import fit_challenger
+
+            # As in the service: the networks that challenge the head are fitted after a round's
+            # batch is out, on that round's labels, and the next round uses them.
+            challenger = fit_challenger(
+                step.learner,
+                pool_x=pool_x,
+                pool_features=features,  # type: ignore[arg-type]
+                labelled_pos=np.asarray(labelled, dtype=np.int64),
+                labels=labels,
+                n_classes=n_classes,
+                graph=graph,
+                seed=seed * 1000 + round_index,
+                device=device,
+            )
         labelled.extend(int(i) for i in step.selection.image_ids)
         if step.selection.synthetic:
             # Generated images have no ground truth: a teacher trained on the whole labelled pool

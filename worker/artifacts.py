@@ -69,3 +69,70 @@ def load_latents(storage: Storage, key: str) -> tuple[np.ndarray, np.ndarray]:
 
 def save_index(storage: Storage, key: str, index: LatentIndex) -> None:
     storage.put(key, index.to_bytes())
+
+
+def save_challenger(storage: Storage, key: str, challenger: Any, *, image_size: int, n_classes: int) -> None:
+    """A models.learner.Challenger: its networks as state dicts with what rebuilds them, its verdict."""
+    from models.nets.classifier import SmallCNN
+
+    networks: dict[str, Any] = {}
+    for name, network in challenger.networks.items():
+        state = {k: v.cpu() for k, v in network.state_dict().items()}
+        if isinstance(network, SmallCNN):
+            config = {"kind": "cnn", "in_channels": network.in_channels, "width": network.width}
+        else:  # models.nets.fine_tuned.FineTuned over a ConvEncoder
+            encoder = network.encoder
+            config = {"kind": "fine-tuned", "in_channels": encoder.in_channels, "widths": list(encoder.widths)}
+        networks[name] = {"config": config, "state_dict": state}
+    buf = io.BytesIO()
+    torch.save(
+        {
+            "networks": networks,
+            "labels": challenger.labels,
+            "held_out": challenger.held_out,
+            "scores": challenger.scores,
+            "chosen": challenger.chosen,
+            "temperatures": challenger.temperatures,
+            "image_size": image_size,
+            "n_classes": n_classes,
+        },
+        buf,
+    )
+    storage.put(key, buf.getvalue())
+
+
+def load_challenger(storage: Storage, key: str, device: torch.device, *, image_size: int, n_classes: int) -> Any:
+    """The Challenger save_challenger stored, on `device`; None when it was fitted for another image
+    size or class list (its networks would not fit this round's images)."""
+    from models.learner import Challenger
+    from models.nets.classifier import SmallCNN
+    from models.nets.fine_tuned import FineTuned
+    from models.representation import ConvEncoder
+
+    payload: dict[str, Any] = torch.load(io.BytesIO(storage.get(key)), map_location=device, weights_only=True)
+    if payload["image_size"] != image_size or payload["n_classes"] != n_classes:
+        return None
+    networks: dict[str, Any] = {}
+    for name, saved in payload["networks"].items():
+        config = saved["config"]
+        if config["kind"] == "cnn":
+            network: torch.nn.Module = SmallCNN(config["in_channels"], n_classes, config["width"])
+        else:
+            dim = config["widths"][-1]
+            network = FineTuned(
+                ConvEncoder(config["in_channels"], config["widths"]),
+                np.zeros((n_classes, dim), np.float32),
+                np.zeros(n_classes, np.float32),
+                np.zeros(dim, np.float32),
+                np.ones(dim, np.float32),
+            )
+        network.load_state_dict(saved["state_dict"])
+        networks[name] = network.to(device).eval()
+    return Challenger(
+        networks,
+        int(payload["labels"]),
+        payload["held_out"],
+        payload["scores"],
+        payload["chosen"],
+        dict(payload["temperatures"]),
+    )

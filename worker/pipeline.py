@@ -63,6 +63,8 @@ class RoundInputs:
     representation_id: int | None = None
     representation_artifacts: dict[str, Any] = field(default_factory=dict)
     representation_active: bool = False
+    # The networks that challenge the head, fitted after an earlier round of this project was written.
+    previous_challenger_key: str | None = None
 
 
 @dataclass
@@ -73,6 +75,8 @@ class RoundOutput:
     reasons: list[dict[str, Any]]
     synthetic: list[Any] = field(default_factory=list)
     artifacts: dict[str, Any] = field(default_factory=dict)
+    # Work for after the round is written (its batch is out): returns artifacts and metrics to add.
+    after: Callable[[], tuple[dict[str, Any], dict[str, Any]]] | None = None
 
 
 class Reporter:
@@ -208,6 +212,7 @@ def _claim(round_id: int, settings: Settings) -> RoundInputs | None:
         vae_key, vae_round, vae_latents_key = next(
             ((a["vae"], rid, a.get("latents")) for rid, a in previous if a and a.get("vae")), (None, None, None)
         )
+        challenger_key = next((a["challenger"] for _, a in previous if a and a.get("challenger")), None)
         params = dict(round_.params or {})
         seed = int(params.pop("seed", project.id * 10_000 + round_.index))
         pending_elsewhere = set(
@@ -246,6 +251,7 @@ def _claim(round_id: int, settings: Settings) -> RoundInputs | None:
             representation_id=ready.id if ready else None,
             representation_artifacts=dict(ready.artifacts) if ready else {},
             representation_active=rep_active,
+            previous_challenger_key=challenger_key,
         )
 
 
@@ -406,6 +412,8 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
             )
         return {"vae": vae_space.get("vae"), "candidate_index": built["index"]}
 
+    encoder = _encoder_to_fine_tune(inputs, storage, device, representation_info)
+    challenger = _previous_challenger(inputs, storage, device) if features is not None else None
     step = run_step(
         pool_x=pool_x,
         pool_ids=pool_ids,
@@ -427,7 +435,8 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
         eval_features=val_features,
         head_validation=True,
         graph=graph,
-        encoder=_encoder_to_fine_tune(inputs, storage, device, representation_info),
+        encoder=encoder,
+        challenger=challenger,
     )
     if built.get("index") is not None:
         key = artifact_key(inputs.project_id, inputs.round_id, "candidate-index.faiss")
@@ -475,6 +484,24 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
             "total_s": round(time.monotonic() - started, 3),
         },
     }
+    after = None
+    if step.learner is not None and features is not None:
+
+        def after() -> tuple[dict[str, Any], dict[str, Any]]:
+            return _fit_next_challenger(
+                inputs,
+                step.learner,
+                storage,
+                device,
+                pool_x,
+                features,
+                labelled_pos,
+                labels,
+                graph,
+                (val_features, val_x, val_y) if len(val_y) else None,
+                encoder,
+            )
+
     return RoundOutput(
         metrics=metrics,
         image_ids=selection.image_ids,
@@ -482,7 +509,66 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
         reasons=selection.reasons,
         synthetic=selection.synthetic,
         artifacts=artifacts,
+        after=after,
     )
+
+
+def _previous_challenger(inputs: RoundInputs, storage: Storage, device: Any) -> Any:
+    """The challenger an earlier round of the project fitted after it was written, if it fits this
+    round's images and classes; loaded once per worker process."""
+    key = inputs.previous_challenger_key
+    if key is None:
+        return None
+    from worker.artifacts import load_challenger
+
+    size, n_classes = inputs.settings.image_size, len(inputs.classes)
+    return WARM.get(
+        "challenger",
+        f"{key}@{device}",
+        lambda: load_challenger(storage, key, device, image_size=size, n_classes=n_classes),
+    )
+
+
+def _fit_next_challenger(
+    inputs: RoundInputs,
+    learner: Any,
+    storage: Storage,
+    device: Any,
+    pool_x: PoolPixels,
+    features: np.ndarray,
+    labelled_pos: np.ndarray,
+    labels: np.ndarray,
+    graph: Any,
+    validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    encoder: Any,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fits the networks that challenge the head on this round's labels, after its batch is out, so
+    that the next round only applies them (a CNN fit is seconds on a CPU; a warm round is meant to
+    take fewer): (artifacts, metrics) to add to the round."""
+    from models.learner import fit_challenger
+    from worker.artifacts import artifact_key, save_challenger
+
+    started = time.monotonic()
+    challenger = fit_challenger(
+        learner,
+        pool_x=pool_x,
+        pool_features=features,
+        labelled_pos=labelled_pos,
+        labels=labels,
+        n_classes=len(inputs.classes),
+        graph=graph,
+        validation=validation,  # type: ignore[arg-type]
+        seed=inputs.seed,
+        device=device,
+        encoder=encoder,
+    )
+    if challenger is None:
+        return {}, {}
+    key = artifact_key(inputs.project_id, inputs.round_id, "challenger.pt")
+    save_challenger(storage, key, challenger, image_size=inputs.settings.image_size, n_classes=len(inputs.classes))
+    seconds = round(time.monotonic() - started, 3)
+    info = {"fitted_on": challenger.labels, "networks": sorted(challenger.networks), "seconds": seconds}
+    return {"challenger": key}, {"next_challenger": info}
 
 
 def _predictions(
@@ -740,6 +826,27 @@ def _round_heartbeat(round_id: int, settings: Settings) -> Heartbeat:
     return Heartbeat(f"round-{round_id}", beat, settings.round_heartbeat_seconds)
 
 
+def _after_written(
+    round_id: int, work: Callable[[], tuple[dict[str, Any], dict[str, Any]]], settings: Settings
+) -> None:
+    """Runs a written round's follow-up work and records what it made. The round is already ready:
+    a failure here is logged and costs the next round only its challenger, never this round."""
+    try:
+        artifacts, metrics = work()
+    except Exception:
+        log.exception("round %s: the work after the round failed", round_id)
+        return
+    if not artifacts and not metrics:
+        return
+    with session_scope(settings) as session:
+        round_ = session.get(Round, round_id, with_for_update=True)
+        if round_ is None:
+            return
+        # New dicts: the JSON columns are not mutation-tracked.
+        round_.artifacts = {**(round_.artifacts or {}), **artifacts}
+        round_.metrics = {**(round_.metrics or {}), **metrics}
+
+
 def run_round(round_id: int, settings: Settings) -> None:
     inputs = _claim(round_id, settings)
     if inputs is None:
@@ -754,7 +861,8 @@ def _run_claimed(round_id: int, inputs: RoundInputs, settings: Settings) -> None
     try:
         output = compute(inputs, storage, settings, report)
         report("saving", 0.98, force=True)
-        _write(inputs, output, storage, settings)
+        if _write(inputs, output, storage, settings) and output.after is not None:
+            _after_written(round_id, output.after, settings)
     except JobCancelled:
         log.info("round %s was cancelled", round_id)
     except Exception as exc:

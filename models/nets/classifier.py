@@ -17,6 +17,7 @@ class SmallCNN(nn.Module):
 
     def __init__(self, in_channels: int = 1, n_classes: int = 10, width: int = 24) -> None:
         super().__init__()
+        self.in_channels, self.width = in_channels, width
         self.features = nn.Sequential(
             # Pooling before the ReLU gives the same output (the ReLU is monotone) from a quarter of
             # the ReLU's work; the layer indices, and so saved weights, are those of the other order.

@@ -93,6 +93,17 @@ def test_representation_trains_in_the_background_and_rounds_select_in_it(sqlite_
     assert engineer.post(f"/projects/{pid}/representations").status_code == 409
 
 
+def _wait_for_next_challenger(client, round_id: int, timeout: float = 120) -> dict:  # type: ignore[no-untyped-def]
+    """The round's metrics once the challenger fitted after it was written is recorded."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        metrics = client.get(f"/rounds/{round_id}").json()["metrics"]
+        if "next_challenger" in metrics:
+            return metrics
+        time.sleep(0.3)
+    raise AssertionError(f"round {round_id} fitted no challenger in {timeout}s: {metrics}")
+
+
 def test_a_project_that_asks_for_fine_tuning_gets_it_compared_on_its_validation_split(
     sqlite_service: LiveService,
 ) -> None:
@@ -121,11 +132,23 @@ def test_a_project_that_asks_for_fine_tuning_gets_it_compared_on_its_validation_
     assert first["status"] == "ready", first
     _label_suggestions(engineer, sqlite_service, first["id"], names)
     body = {"strategy": "margin", "batch_size": 10, "close_open": True}
+    second = wait_for_round(engineer, engineer.post(f"/projects/{pid}/rounds", json=body).json()["id"])
+    assert second["status"] == "ready", second
+    # The first round with enough labels fits no network on its way to its batch: the head alone
+    # picks it, and the challengers are fitted on its 64 labels once the batch is out.
+    assert "challenge" not in second["metrics"]["learner"]
+    after = _wait_for_next_challenger(engineer, second["id"])["next_challenger"]
+    assert after["fitted_on"] == 64 and after["networks"] == ["cnn", "fine-tuned"]
+
+    _label_suggestions(engineer, sqlite_service, second["id"], names)
     state = wait_for_round(engineer, engineer.post(f"/projects/{pid}/rounds", json=body).json()["id"])
     assert state["status"] == "ready", state
-    learner = state["metrics"]["learner"]
-    assert learner["challenge"]["held_out"] == "validation"
-    assert set(learner["challenge"]["scores"]) == {"head", "mix", "cnn", "fine-tuned"}
-    assert learner["challenge"]["chosen"] in learner["challenge"]["scores"]
+    assert state["metrics"]["labels"] == 74
+    # The next round applies them, judged on its validation split against its own fresh head.
+    challenge = state["metrics"]["learner"]["challenge"]
+    assert challenge["held_out"] == "validation" and challenge["fitted_on"] == 64
+    assert set(challenge["scores"]) == {"head", "mix", "cnn", "fine-tuned"}
+    assert challenge["chosen"] in challenge["scores"]
     assert state["metrics"]["accuracy"] > 0.9
     assert len(engineer.get(f"/rounds/{state['id']}/suggestions").json()["data"]) == 10
+    assert _wait_for_next_challenger(engineer, state["id"])["next_challenger"]["fitted_on"] == 74

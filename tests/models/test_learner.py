@@ -21,6 +21,7 @@ from models.strategies.auto import nearest_labelled_accuracy
 from models.strategies.base import SelectionContext
 from models.strategies.latent import _HeadModel, _Identity, latent_ascent
 from models.strategies.registry import get_strategy
+from models.training import predict_proba
 
 
 def _blobs(n_per_class: int, n_classes: int = 4, dim: int = 16, spread: float = 0.6, seed: int = 0):
@@ -445,7 +446,7 @@ def test_each_device_setting_builds_its_own_encoder_and_cache_name() -> None:
 def test_inference_with_batchnorm_folded_predicts_what_the_network_predicts() -> None:
     from models.nets.classifier import SmallCNN
     from models.representation import ConvEncoder
-    from models.training import for_inference, predict_proba
+    from models.training import for_inference
 
     torch.manual_seed(0)
     pixels = np.random.default_rng(0).random((300, 3, 20, 20), dtype=np.float32)
@@ -468,3 +469,49 @@ def test_inference_with_batchnorm_folded_predicts_what_the_network_predicts() ->
         np.testing.assert_allclose(predict_proba(network, pixels, batch_size=64), expected, atol=1e-5)
     # The network handed in is left as it was: its BatchNorm layers are still there, still in use.
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in cnn.modules())
+
+
+def test_a_challenger_fitted_on_fewer_labels_is_judged_against_the_fresh_head_and_survives_storage(
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    from app.storage import LocalStorage
+    from models.learner import apply_challenger, fit_challenger
+    from worker.artifacts import load_challenger, save_challenger
+
+    n_classes, per_class = 4, CNN_CHALLENGE_PER_CLASS + 10
+    y = np.repeat(np.arange(n_classes), per_class + 60)
+    y = y[np.random.default_rng(4).permutation(len(y))]
+    pixels = _quadrant_images(y, seed=5)
+    features = np.random.default_rng(6).normal(size=(len(y), 8)).astype(np.float32)  # no class signal
+    early = np.concatenate([np.flatnonzero(y == c)[:per_class] for c in range(n_classes)])
+    later = np.concatenate([np.flatnonzero(y == c)[: per_class + 10] for c in range(n_classes)])
+    val = np.setdiff1d(np.arange(len(y)), later)[:80]
+    validation = (features[val], pixels[val], y[val])
+    cpu = torch.device("cpu")
+    kwargs = {"pool_x": pixels, "pool_features": features, "n_classes": n_classes, "device": cpu}
+    learner = fit_learner(features, early, y[early], n_classes, validation=(features[val], y[val]))
+    # Under the threshold nothing is fitted; from it, the CNN on every label, to be judged later.
+    few = early[:20]
+    assert fit_challenger(learner, labelled_pos=few, labels=y[few], validation=validation, **kwargs) is None
+    challenger = fit_challenger(learner, labelled_pos=early, labels=y[early], validation=validation, **kwargs)
+    assert challenger is not None and challenger.labels == len(early) and set(challenger.networks) == {"cnn"}
+
+    storage = LocalStorage(tmp_path)
+    save_challenger(storage, "c.pt", challenger, image_size=12, n_classes=n_classes)
+    loaded = load_challenger(storage, "c.pt", cpu, image_size=12, n_classes=n_classes)
+    np.testing.assert_allclose(
+        predict_proba(loaded.networks["cnn"], pixels[:50]), predict_proba(challenger.networks["cnn"], pixels[:50])
+    )
+    # Fitted for other images or classes, it is not used.
+    assert load_challenger(storage, "c.pt", cpu, image_size=16, n_classes=n_classes) is None
+
+    # The next round's head, on more labels, meets the stored CNN on the validation split.
+    fresh = fit_learner(features, later, y[later], n_classes, validation=(features[val], y[val]))
+    applied = apply_challenger(fresh, loaded, validation=validation)
+    challenge = applied.info["challenge"]
+    assert challenge["fitted_on"] == len(early) and challenge["held_out"] == "validation"
+    assert challenge["chosen"] in ("mix", "cnn") and applied.uses_pixels
+    test = np.setdiff1d(np.arange(len(y)), np.concatenate([later, val]))
+    assert (applied.predict_proba(features[test], pixels[test]).argmax(1) == y[test]).mean() > 0.9
+    # Judged on no validation split, a challenger that needs one leaves the head alone.
+    assert not apply_challenger(fit_learner(features, later, y[later], n_classes), loaded).uses_pixels
