@@ -13,7 +13,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -522,11 +522,17 @@ def _previous_challenger(inputs: RoundInputs, storage: Storage, device: Any) -> 
     from worker.artifacts import load_challenger
 
     size, n_classes = inputs.settings.image_size, len(inputs.classes)
-    return WARM.get(
+    challenger = WARM.get(
         "challenger",
         f"{key}@{device}",
         lambda: load_challenger(storage, key, device, image_size=size, n_classes=n_classes),
     )
+    if challenger is None or inputs.settings.fine_tune or "fine-tuned" not in challenger.networks:
+        return challenger
+    # The project turned fine-tuning off since: its fine-tuned network no longer competes.
+    if challenger.chosen == "fine-tuned":
+        return None
+    return replace(challenger, networks={k: v for k, v in challenger.networks.items() if k != "fine-tuned"})
 
 
 def _fit_next_challenger(

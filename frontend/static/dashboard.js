@@ -172,11 +172,22 @@ export function dashboardView(root, project, me) {
     // What auto did with this round's batch, so a switch to random is visible, not silent.
     const auto = r.metrics.auto ? [h("p.auto-rule", {}, `auto picked this batch with ${r.metrics.auto.picked_by}: ${r.metrics.auto.rule}`)] : [];
     curveDetail.replaceChildren(h("h3", {}, `Round ${r.index}: ${r.metrics.labels} labels, ${pct(r.metrics.accuracy)}`), ...auto,
+      ...taskModel(r.metrics.learner),
       h("table.per-class", {}, h("caption.visually-hidden", {}, `Validation accuracy per class, round ${r.index}`),
         h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "class"), h("th", { scope: "col" }, "accuracy"))),
         h("tbody", {}, project.classes.map((c) => h("tr", {}, h("th", { scope: "row" }, c),
           h("td", {}, perClass[c] === null || perClass[c] === undefined ? "no validation images"
             : h("span.bar-cell", {}, h("span.class-bar", { style: `width:${(perClass[c] * 6).toFixed(2)}rem`, "aria-hidden": "true" }), pct(perClass[c]))))))));
+  }
+
+  // Which model predicted, and what the challenge between the head and the CNN said (README).
+  function taskModel(learner) {
+    if (!learner || !learner.mode) return [];
+    const c = learner.challenge;
+    const verdict = c ? `; ${c.chosen} predicts: ${Object.entries(c.scores).map(([k, v]) => `${k} ${pct(v)}`).join(", ")}`
+      + ` balanced accuracy on the ${c.held_out === "validation" ? "validation split" : "held-out labels"}`
+      + (c.fitted_on ? `, its networks trained on ${c.fitted_on} labels` : "") : "";
+    return [h("p.task-model", {}, `Task model: ${learner.mode}${verdict}`)];
   }
 
   function drawConfusion(measured) {

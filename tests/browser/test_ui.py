@@ -461,6 +461,9 @@ def test_engineer_reads_per_class_accuracy_confusion_and_opens_map_regions(
     assert page.locator(".curve-detail .auto-rule").inner_text() == (
         f"auto picked this batch with {auto['picked_by']}: {auto['rule']}"
     )
+    # And which model predicted.
+    mode = rounds[2]["metrics"]["learner"]["mode"]
+    assert page.locator(".curve-detail .task-model").inner_text().startswith(f"Task model: {mode}")
     # A round's phase text wraps inside its progress bar instead of being clipped.
     clipped = page.evaluate(
         """() => { const t = document.querySelector('table.rounds .progress-text');
