@@ -5,6 +5,11 @@ and with another process keeping one core busy.
 
     python benchmarks/round_speed.py                 # writes benchmarks/results/round_speed.{json,md}
     python benchmarks/round_speed.py --skip-demo
+    python benchmarks/round_speed.py --skip-demo --warm-rounds 6 --out benchmarks/results/round_speed-challenge.json
+
+From 30 labels per class (the 3rd warm round on) the worker fits the networks that challenge the
+head after each round is written; the next round is requested once that follow-up is recorded, as
+it would be by a person labelling the batch, and the follow-up's own time is reported beside it.
 
 The pool: the 5,000 bundled MNIST digits (4,500 of them), their transposes and 1,000 of them turned
 upside down: 10,000 distinct 28x28 images (a speed benchmark; the labels of the copies are the digit's).
@@ -32,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from app.datasets import Dataset, load_dataset, to_zip  # noqa: E402
 from benchmarks.api_load import cli, free_port, start_serve, wait_healthy  # noqa: E402
 from models.cores import usable_cores  # noqa: E402
+from models.learner import CNN_CHALLENGE_PER_CLASS  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -112,6 +118,12 @@ def rounds_benchmark(warm_rounds: int, representation_budget: float) -> dict[str
         warm = []
         previous = cold["id"]
         for _ in range(warm_rounds):
+            # A person labels a batch in minutes; the worker's follow-up of the previous round (the
+            # challengers' fit, from 30 labels per class) takes seconds. Timing the next round from
+            # when that is done measures the round; the follow-up is reported on its own.
+            follow_up = wait_follow_up(client, previous)
+            if warm:
+                warm[-1]["follow_up"] = follow_up
             for s in client.get(f"/rounds/{previous}/suggestions").json()["data"]:
                 name = names.get(s["image_id"])
                 if name in label_of and s["status"] == "pending":
@@ -121,11 +133,29 @@ def rounds_benchmark(warm_rounds: int, representation_budget: float) -> dict[str
             state, wall = wait_ready(client, created["id"])
             warm.append({"wall_s": round(wall, 2), "metrics": _timings(state)})
             previous = created["id"]
+        if warm:
+            warm[-1]["follow_up"] = wait_follow_up(client, previous)
         out["warm_entropy"] = warm
     finally:
         serve.terminate()
         serve.wait(60)
     return out
+
+
+def wait_follow_up(client: httpx.Client, round_id: int, timeout: float = 600) -> dict | None:
+    """The round's `next_challenger` record (how long its follow-up fit took, and the seconds
+    waited for it here) once written; None for a round too early in labels to have one."""
+    state = client.get(f"/rounds/{round_id}").json()
+    metrics = state.get("metrics") or {}
+    classes = len(metrics.get("class_counts") or {})
+    if not classes or metrics.get("labels", 0) < CNN_CHALLENGE_PER_CLASS * classes:
+        return None
+    started = time.monotonic()
+    while "next_challenger" not in metrics and time.monotonic() - started < timeout:
+        time.sleep(0.2)
+        metrics = client.get(f"/rounds/{round_id}").json().get("metrics") or {}
+    record = metrics.get("next_challenger")
+    return {**record, "waited_s": round(time.monotonic() - started, 2)} if record else None
 
 
 def _timings(state: dict) -> dict[str, object]:
@@ -137,6 +167,7 @@ def _timings(state: dict) -> dict[str, object]:
         "decoded_images": metrics.get("decoded_images"),
         "labels": metrics.get("labels"),
         "accuracy": metrics.get("accuracy"),
+        "challenge": (metrics.get("learner") or {}).get("challenge"),
         "timings": metrics.get("timings"),
     }
 
