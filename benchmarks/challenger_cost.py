@@ -14,6 +14,7 @@ predictions are on the round's path whenever the CNN predicts.
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import sys
 import time
@@ -35,9 +36,10 @@ from models.training import fit_classifier, predict_proba, select_device  # noqa
 
 @torch.no_grad()
 def plain_predictions(model: torch.nn.Module, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """The predictions as rounds made them before stop 20: the network as trained, batches of 1,024."""
+    """The predictions as rounds made them before stop 20: the network in its default (NCHW) layout,
+    BatchNorm unfolded, batches of 1,024."""
     device = next(model.parameters()).device
-    model.eval()
+    model = copy.deepcopy(model).to(memory_format=torch.contiguous_format).eval()
     out = [
         torch.softmax(model(torch.as_tensor(x[s : s + batch_size], device=device)), 1).cpu().numpy()
         for s in range(0, len(x), batch_size)
