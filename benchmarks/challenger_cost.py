@@ -18,7 +18,9 @@ import copy
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -32,6 +34,8 @@ from models.head import fit_head  # noqa: E402
 from models.learner import fine_tunable  # noqa: E402
 from models.representation import ConvEncoder  # noqa: E402
 from models.training import fit_classifier, predict_proba, select_device  # noqa: E402
+
+T = TypeVar("T")
 
 
 @torch.no_grad()
@@ -47,7 +51,7 @@ def plain_predictions(model: torch.nn.Module, x: np.ndarray, batch_size: int = 1
     return np.concatenate(out)
 
 
-def timed(work):  # type: ignore[no-untyped-def]
+def timed(work: Callable[[], T]) -> tuple[T, float]:
     started = time.monotonic()
     result = work()
     return result, time.monotonic() - started
