@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ from models.strategies.registry import (
     spec_for,
 )
 from models.training import evaluate, fit_classifier, predict_proba
+
+if TYPE_CHECKING:
+    from models.learner import Challenger
 
 Report = Callable[[str, float], None]
 
@@ -74,7 +77,7 @@ def run_step(
     head_validation: bool = False,
     graph: Any = None,
     encoder: Any = None,
-    challenger: Any = "now",
+    challenger: Challenger | Literal["now"] | None = "now",
 ) -> StepResult:
     """Trains the task model on the labelled pool rows, evaluates it and runs the strategy.
 
@@ -134,7 +137,7 @@ def run_step(
             seed=seed,
         )
         judged_on = (eval_features, eval_x, eval_y) if validate else None
-        if isinstance(challenger, str) and challenger == "now":
+        if challenger == "now":
             learner = challenge_with_cnn(
                 learner,
                 pool_x=pool_x,
@@ -150,7 +153,7 @@ def run_step(
                 encoder=encoder,
             )
         else:
-            learner = apply_challenger(learner, challenger, validation=judged_on)  # type: ignore[arg-type]
+            learner = apply_challenger(learner, challenger, validation=judged_on)
         if has_eval:
             report("evaluating", 0.7)
             result = evaluate(learner.predict_proba(eval_features, eval_x), eval_y, n_classes)  # type: ignore[arg-type]

@@ -12,9 +12,10 @@ the labels: one rule on every dataset, no per-dataset switch.
 Once labels are plentiful the head is challenged by a CNN trained from scratch on the pixels (the
 earlier learner) and by the even mix of the two, judged on held-out labels the same way:
 `fit_challenger` trains the networks (rounds do it after their batch is out, for the next round),
-`apply_challenger` judges them against a head, `challenge_with_cnn` does both at once. A representation that does not fit the data (cluttered colour images on the CPU setting:
-benchmarks/results/learner-cpuv2.md) then costs nothing against the earlier learner, instead of up to
-18 points at 2,000 labels.
+`apply_challenger` judges them against a head, `challenge_with_cnn` does both at once. A
+representation that does not fit the data (cluttered colour images on the CPU setting:
+benchmarks/results/learner-cpuv2.md) then costs nothing against the earlier learner, instead of up
+to 18 points at 2,000 labels.
 """
 
 from __future__ import annotations
