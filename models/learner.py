@@ -437,31 +437,11 @@ def apply_challenger(
 def challenge_with_cnn(
     learner: FeatureLearner,
     *,
-    pool_x: Pixels,
-    pool_features: np.ndarray,
-    labelled_pos: np.ndarray,
-    labels: np.ndarray,
-    n_classes: int,
-    graph: PoolGraph | None = None,
     validation: tuple[np.ndarray, Pixels, np.ndarray] | None = None,
-    seed: int = 0,
-    device: Any = None,
-    progress: Callable[[float], None] | None = None,
-    encoder: Any = None,
+    **fit_args: Any,
 ) -> FeatureLearner:
-    """The challenge on the learner's own labels, at once: `fit_challenger`, then `apply_challenger`."""
-    challenger = fit_challenger(
-        learner,
-        pool_x=pool_x,
-        pool_features=pool_features,
-        labelled_pos=labelled_pos,
-        labels=labels,
-        n_classes=n_classes,
-        graph=graph,
-        validation=validation,
-        seed=seed,
-        device=device,
-        progress=progress,
-        encoder=encoder,
-    )
+    """The challenge on the learner's own labels, at once: `fit_challenger` (given `fit_args`: pool_x,
+    pool_features, labelled_pos, labels, n_classes and its optional arguments), then
+    `apply_challenger`."""
+    challenger = fit_challenger(learner, validation=validation, **fit_args)
     return apply_challenger(learner, challenger, validation=validation)

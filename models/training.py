@@ -91,7 +91,8 @@ def fit_classifier(
     device = device or select_device()
     seed_everything(seed)
     generator = torch.Generator().manual_seed(seed)
-    # Channels-last: the CPU's convolutions ran a third faster so (benchmarks/results/round_speed.md).
+    # Channels-last: the CPU's convolution kernels run faster in it (an ad-hoc timing at stop 20, not a
+    # committed benchmark: 28-31 against 39-47 ms per step of 64 28x28 images).
     model = (model if model is not None else SmallCNN(in_channels=x.shape[1], n_classes=n_classes)).to(
         device, memory_format=torch.channels_last
     )
@@ -125,8 +126,8 @@ def fit_classifier(
 
 def for_inference(model: nn.Module) -> nn.Module:
     """An eval-mode copy of `model` with each BatchNorm that follows a convolution in a Sequential
-    folded into it, in channels-last layout: the same predictions (to float rounding) from about a
-    seventh of the CPU time for SmallCNN over a pool (benchmarks/results/round_speed.md)."""
+    folded into it, in channels-last layout: the same predictions (to float rounding) from a quarter
+    to a half of the CPU time for SmallCNN over a pool (benchmarks/results/challenger_cost.md)."""
     import copy
 
     from torch.nn.utils.fusion import fuse_conv_bn_eval
@@ -148,7 +149,7 @@ def predict_proba(
 ) -> np.ndarray:
     """[N, C, S, S] images -> [N, n_classes] probabilities (softmax of the logits / temperature)."""
     device = next(model.parameters()).device
-    # Small batches stay in a CPU's cache (256 ran 1.5x faster than 1024 on 28x28 images).
+    # Small batches stay in a CPU's cache (an ad-hoc timing: 256 ran 1.5x faster than 1024 on 28x28).
     batch_size = batch_size or (256 if device.type == "cpu" else 1024)
     network = for_inference(model)
     out = []
