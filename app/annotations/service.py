@@ -1,14 +1,16 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import NamedTuple
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.annotations.orm import Annotation
 from app.core.db import utcnow
 from app.images.orm import Image, Split
-from app.rounds.orm import Round, Suggestion, SuggestionStatus
+from app.rounds.orm import Round, RoundStatus, Suggestion, SuggestionStatus
 from app.users.orm import User
 
 
@@ -59,8 +61,18 @@ def _lease_is_free(user: User, now):  # type: ignore[no-untyped-def]
     )
 
 
-def lease_next(session: Session, *, round_: Round, user: User, limit: int, lease_seconds: int) -> list[Suggestion]:
-    """Leases up to `limit` pending suggestions to `user`, their own live leases first.
+class Leased(NamedTuple):
+    suggestion: Suggestion
+    synthetic: bool
+
+
+def _is_synthetic():  # type: ignore[no-untyped-def]
+    return select(Image.synthetic).where(Image.id == Suggestion.image_id).scalar_subquery()
+
+
+def lease_next(session: Session, *, round_: Round, user: User, limit: int, lease_seconds: int) -> list[Leased]:
+    """Leases up to `limit` pending suggestions to `user`, their own live leases first, in rank order,
+    each with whether its image is synthetic.
 
     Two annotators asking at the same moment can never both win the same item: on PostgreSQL the
     free items are locked with SKIP LOCKED (each caller takes different rows without waiting), on
@@ -68,6 +80,8 @@ def lease_next(session: Session, *, round_: Round, user: User, limit: int, lease
     """
     now = utcnow()
     expires = now + timedelta(seconds=lease_seconds)
+    if session.get_bind().dialect.name == "postgresql":
+        return _lease_next_postgres(session, round_=round_, user=user, limit=limit, now=now, expires=expires)
     base = select(Suggestion.id).where(Suggestion.round_id == round_.id, Suggestion.status == SuggestionStatus.pending)
     mine = list(
         session.scalars(
@@ -80,27 +94,7 @@ def lease_next(session: Session, *, round_: Round, user: User, limit: int, lease
     if mine:
         session.execute(update(Suggestion).where(Suggestion.id.in_(mine)).values(lease_expires_at=expires))
         claimed.extend(mine)
-    postgres = session.get_bind().dialect.name == "postgresql"
-    if postgres and len(claimed) < limit:
-        # Row locks taken with SKIP LOCKED: annotators asking at the same moment lease different
-        # items at once instead of queueing on each other's rows (PostgreSQL re-checks the WHERE
-        # clause on the rows it locks, so a lease taken meanwhile is never overwritten).
-        free = list(
-            session.scalars(
-                base.where(_lease_is_free(user, now), Suggestion.id.not_in(claimed or [-1]))
-                .order_by(Suggestion.rank)
-                .limit(limit - len(claimed))
-                .with_for_update(skip_locked=True)
-            )
-        )
-        if free:
-            session.execute(
-                update(Suggestion)
-                .where(Suggestion.id.in_(free))
-                .values(lease_holder_id=user.id, lease_expires_at=expires)
-            )
-            claimed.extend(free)
-    while not postgres and len(claimed) < limit:
+    while len(claimed) < limit:
         # SQLite (one writer at a time): each claim is a conditional UPDATE, retried past lost races.
         free = list(
             session.scalars(
@@ -126,22 +120,71 @@ def lease_next(session: Session, *, round_: Round, user: User, limit: int, lease
     session.flush()
     if not claimed:
         return []
-    return list(session.scalars(select(Suggestion).where(Suggestion.id.in_(claimed)).order_by(Suggestion.rank)))
-
-
-def progress(session: Session, *, round_: Round) -> tuple[int, int]:
-    """(done, pending) suggestion counts of a round."""
-    rows = dict(
-        session.execute(  # type: ignore[arg-type]
-            select(Suggestion.status, func.count()).where(Suggestion.round_id == round_.id).group_by(Suggestion.status)
-        ).all()
+    rows = session.execute(
+        select(Suggestion, _is_synthetic()).where(Suggestion.id.in_(claimed)).order_by(Suggestion.rank)
     )
-    pending = rows.get(SuggestionStatus.pending, 0)
-    return sum(rows.values()) - pending, pending
+    return [Leased(suggestion, bool(synthetic)) for suggestion, synthetic in rows]
 
 
-def suggestion_in_round(session: Session, *, round_: Round, image_id: int) -> Suggestion | None:
-    return session.scalar(select(Suggestion).where(Suggestion.round_id == round_.id, Suggestion.image_id == image_id))
+def _lease_next_postgres(
+    session: Session, *, round_: Round, user: User, limit: int, now: datetime, expires: datetime
+) -> list[Leased]:
+    # One statement: the caller's live leases first, then free items by rank, locked with SKIP
+    # LOCKED (annotators asking at once take different rows instead of queueing on each other's
+    # locks; PostgreSQL re-checks the WHERE clause on the rows it locks, so a lease taken meanwhile
+    # is never overwritten), renewed or taken, and returned with whether each image is synthetic.
+    # Every round trip is a wake-up of another process on a busy machine; this replaces five.
+    mine_first = case((and_(Suggestion.lease_holder_id == user.id, Suggestion.lease_expires_at >= now), 0), else_=1)
+    chosen = (
+        select(Suggestion.id)
+        .where(
+            Suggestion.round_id == round_.id,
+            Suggestion.status == SuggestionStatus.pending,
+            _lease_is_free(user, now),
+        )
+        .order_by(mine_first, Suggestion.rank)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = session.execute(
+        update(Suggestion)
+        .where(Suggestion.id.in_(chosen))
+        .values(lease_holder_id=user.id, lease_expires_at=expires)
+        .returning(Suggestion, _is_synthetic()),
+        execution_options={"synchronize_session": False, "populate_existing": True},
+    ).all()
+    return sorted((Leased(suggestion, bool(synthetic)) for suggestion, synthetic in rows), key=lambda s: s[0].rank)
+
+
+def open_round_progress(session: Session, *, project_id: int) -> tuple[Round, int, int] | None:
+    """The project's open round (its newest ready one) with its (done, pending) counts, in one query."""
+    of_round = select(func.count()).where(Suggestion.round_id == Round.id)
+    row = session.execute(
+        select(
+            Round,
+            of_round.scalar_subquery(),
+            of_round.where(Suggestion.status == SuggestionStatus.pending).scalar_subquery(),
+        )
+        .where(Round.project_id == project_id, Round.status == RoundStatus.ready)
+        .order_by(Round.index.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    round_, total, pending = row
+    return round_, total - pending, pending
+
+
+def open_suggestion(session: Session, *, project_id: int, image_id: int) -> tuple[Round | None, Suggestion | None]:
+    """The project's open round (its newest ready one) and the image's suggestion in it, in one query."""
+    row = session.execute(
+        select(Round, Suggestion)
+        .outerjoin(Suggestion, and_(Suggestion.round_id == Round.id, Suggestion.image_id == image_id))
+        .where(Round.project_id == project_id, Round.status == RoundStatus.ready)
+        .order_by(Round.index.desc())
+        .limit(1)
+    ).first()
+    return (None, None) if row is None else (row[0], row[1])
 
 
 class LabelledByOther(Exception):
@@ -157,6 +200,7 @@ def annotate(
     duration_ms: int | None,
     suggestion: Suggestion | None,
     may_override: bool = False,
+    image_locked: bool = False,
 ) -> tuple[Annotation, bool]:
     """Records a label; returns (annotation, created). Re-sending the current label is a no-op.
 
@@ -164,33 +208,55 @@ def annotate(
     be pending with a lease that is free, expired or the caller's, or already finished by the caller.
     Two annotators racing for one item, or a label racing a skip, cannot both win. Admins and
     engineers may relabel anyone's work; the new row records who did, the old one stays as history.
+    `image_locked` says the caller already holds the image's row lock in this transaction.
     """
     now = utcnow()
     # Lock first, read after: on PostgreSQL two concurrent submits queue on the image row here, and
     # the second then sees the first's label (idempotent) instead of adding a duplicate row.
-    session.execute(select(Image.id).where(Image.id == image.id).with_for_update())
+    if not image_locked:
+        session.execute(select(Image.id).where(Image.id == image.id).with_for_update())
     latest = current(session, image_id=image.id)
     if latest is not None and latest.label == label and latest.annotator_id == user.id:
         return latest, False
     if suggestion is not None:
         finished = (SuggestionStatus.labelled, SuggestionStatus.skipped)
-        claim = update(Suggestion).where(Suggestion.id == suggestion.id)
+        claim = Suggestion.id == suggestion.id
         if not may_override:
-            claim = claim.where(
+            claim = and_(
+                claim,
                 or_(
                     and_(Suggestion.status == SuggestionStatus.pending, _lease_is_free(user, now)),
                     and_(Suggestion.status.in_(finished), Suggestion.lease_holder_id == user.id),
-                )
+                ),
             )
-        result = session.execute(
-            claim.values(status=SuggestionStatus.labelled, lease_holder_id=user.id, lease_expires_at=None)
+        # One statement claims the suggestion and closes the image's pending suggestions in every
+        # other round; RETURNING says whether the claim won. A lost claim raises, and the request's
+        # rollback undoes the rest.
+        closed = set(
+            session.scalars(
+                update(Suggestion)
+                .where(
+                    Suggestion.image_id == image.id,
+                    or_(claim, and_(Suggestion.id != suggestion.id, Suggestion.status == SuggestionStatus.pending)),
+                )
+                .values(
+                    status=SuggestionStatus.labelled,
+                    lease_holder_id=case((Suggestion.id == suggestion.id, user.id), else_=Suggestion.lease_holder_id),
+                    lease_expires_at=None,
+                )
+                .returning(Suggestion.id),
+                execution_options={"synchronize_session": False},
+            )
         )
-        if not result.rowcount:  # type: ignore[attr-defined]
+        if suggestion.id not in closed:
             session.refresh(suggestion)
             if suggestion.status == SuggestionStatus.pending:
                 raise LeaseConflict
             raise LabelledByOther
-        session.refresh(suggestion)
+        # The row is what the UPDATE wrote; setting it here spares a read back.
+        set_committed_value(suggestion, "status", SuggestionStatus.labelled)
+        set_committed_value(suggestion, "lease_holder_id", user.id)
+        set_committed_value(suggestion, "lease_expires_at", None)
     elif latest is not None and latest.annotator_id != user.id and not may_override:
         raise LabelledByOther
     annotation = Annotation(
@@ -206,12 +272,15 @@ def annotate(
         session.flush()
     annotation.is_current = True
     session.add(annotation)
-    # Labelled by any path: the image's pending suggestions in every other round are done too, so no
-    # annotator is served an image that already has its label.
-    others = update(Suggestion).where(Suggestion.image_id == image.id, Suggestion.status == SuggestionStatus.pending)
-    if suggestion is not None:
-        others = others.where(Suggestion.id != suggestion.id)
-    session.execute(others.values(status=SuggestionStatus.labelled, lease_expires_at=None))
+    if suggestion is None:
+        # Labelled by any path: the image's pending suggestions in every round are done too, so no
+        # annotator is served an image that already has its label (with a suggestion, the claim
+        # above did this in the same statement).
+        session.execute(
+            update(Suggestion)
+            .where(Suggestion.image_id == image.id, Suggestion.status == SuggestionStatus.pending)
+            .values(status=SuggestionStatus.labelled, lease_expires_at=None)
+        )
     session.flush()
     return annotation, True
 

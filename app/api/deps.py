@@ -6,7 +6,7 @@ Access rules live here and nowhere else: a row of a project the caller is not a 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Cookie, Depends, Header, HTTPException, Path, Request, status
@@ -49,13 +49,14 @@ def get_session() -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def settings_dependency() -> Settings:
+async def settings_dependency() -> Settings:
     # Settings come from the environment only: a dependency with parameters (or a pydantic model
-    # argument) would let FastAPI fill it from the request body.
+    # argument) would let FastAPI fill it from the request body. `async` because it does no I/O: a
+    # plain def would cost a hop through the thread pool on every request.
     return get_settings()
 
 
-def storage_dependency() -> Storage:
+async def storage_dependency() -> Storage:
     return get_storage()
 
 
@@ -113,8 +114,8 @@ def _check_role(user: User, roles: tuple[Role, ...]) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"this action needs the {allowed} role")
 
 
-def require(*roles: Role) -> Callable[[User], User]:
-    def dependency(user: CurrentUser) -> User:
+def require(*roles: Role) -> Callable[[User], Awaitable[User]]:
+    async def dependency(user: CurrentUser) -> User:
         _check_role(user, roles)
         return user
 
@@ -128,9 +129,10 @@ T = TypeVar("T")
 
 
 def _visible_project(session: Session, user: User, project_id: int, what: str) -> Project:
-    project = projects.get(session, project_id)
-    if project is None or not projects.can_see(session, project=project, user=user):
+    project = projects.visible(session, project_id=project_id, user=user)
+    if project is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"{what} not found")
+    _keep(session, project)
     return project
 
 
@@ -177,6 +179,22 @@ def _annotation_project(session: Session, annotation: Annotation) -> int:
     return image.project_id
 
 
+def _keep(session: Session, project: Project) -> None:
+    # The identity map holds rows weakly: a route that reads this project again (an image's route
+    # checks its classes) would query it a second time once the dependency has dropped it.
+    session.info.setdefault("visible_projects", []).append(project)
+
+
+def image_to_label(session: SessionDep, user: CurrentUser, image_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> Image:
+    # Labelling is the hot path of the service: the image, its project, the caller's membership and
+    # the image's row lock come in one query instead of three.
+    found = projects.image_to_label(session, image_id=image_id, user=user)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "image not found")
+    _keep(session, found[1])
+    return found[0]
+
+
 def image_access(*roles: Role) -> Callable[..., Image]:
     return row_access(Image, "image_id", "image", _image_project, roles)
 
@@ -197,6 +215,8 @@ MemberProject = Annotated[Project, Depends(project_access(*ANY_ROLE))]
 EngineerProject = Annotated[Project, Depends(project_access(*ENGINEER))]
 AdminProject = Annotated[Project, Depends(project_access(*ADMIN))]
 MemberImage = Annotated[Image, Depends(image_access(*ANY_ROLE))]
+# A member's image with its row locked until the request's transaction ends (labelling).
+ImageToLabel = Annotated[Image, Depends(image_to_label)]
 EngineerImage = Annotated[Image, Depends(image_access(*ENGINEER))]
 MemberRound = Annotated[Round, Depends(round_access(*ANY_ROLE))]
 EngineerRound = Annotated[Round, Depends(round_access(*ENGINEER))]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session
 
 from app.annotations.service import current_labels
@@ -27,6 +27,32 @@ def is_member(session: Session, *, project_id: int, user_id: int) -> bool:
 
 def can_see(session: Session, *, project: Project, user: User) -> bool:
     return user.role == Role.admin or is_member(session, project_id=project.id, user_id=user.id)
+
+
+def _member_or_admin(user: User):  # type: ignore[no-untyped-def]
+    member = select(ProjectMember.user_id).where(
+        ProjectMember.project_id == Project.id, ProjectMember.user_id == user.id
+    )
+    return true() if user.role == Role.admin else member.exists()
+
+
+def image_to_label(session: Session, *, image_id: int, user: User) -> tuple[Image, Project] | None:
+    """The image and its project if `user` may see them, with the image's row locked for the rest of
+    the transaction (FOR UPDATE on PostgreSQL; SQLite's write lock is already held), all in one
+    query. A label's later reads then see every label committed before the lock was granted, so two
+    submits of one label queue here and the second finds the first."""
+    row = session.execute(
+        select(Image, Project)
+        .join(Project, Project.id == Image.project_id)
+        .where(Image.id == image_id, _member_or_admin(user))
+        .with_for_update(of=Image)
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
+def visible(session: Session, *, project_id: int, user: User) -> Project | None:
+    """The project if `user` may see it (an admin, or a member), else None: one query for both."""
+    return session.scalar(select(Project).where(Project.id == project_id, _member_or_admin(user)))
 
 
 def list_for(session: Session, *, user: User) -> list[Project]:

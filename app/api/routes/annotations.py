@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Response, status
-from sqlalchemy import select
 
 from app.annotations import service
 from app.annotations.schemas import (
@@ -18,14 +17,14 @@ from app.annotations.schemas import (
 from app.api.deps import (
     CurrentUser,
     EngineerImage,
+    ImageToLabel,
     MemberAnnotation,
-    MemberImage,
     MemberProject,
     MemberSuggestion,
     SessionDep,
     SettingsDep,
 )
-from app.images.orm import Image, Split
+from app.images.orm import Split
 from app.projects import service as projects
 from app.projects.orm import Project
 from app.rounds import service as rounds
@@ -41,35 +40,33 @@ def lease_next(
     project: MemberProject, body: NextRequest, session: SessionDep, user: CurrentUser, settings: SettingsDep
 ) -> NextBatch:
     """Lease up to `limit` pending suggestions of the open round to the caller."""
-    round_ = projects.open_round(session, project_id=project.id)
-    if round_ is None:
+    found = service.open_round_progress(session, project_id=project.id)
+    if found is None:
         running = rounds.active(session, project_id=project.id)
         if running is not None:
             message = f"round {running.index} is {running.status}; its batch appears here when it is ready"
         else:
             message = "no round is ready; an engineer has to start one"
         return NextBatch(round=None, data=[], message=message)
+    # Leasing changes no suggestion's status, so the counts read with the round still hold after it.
+    round_, done, pending = found
     leased = service.lease_next(
         session, round_=round_, user=user, limit=body.limit, lease_seconds=settings.lease_seconds
     )
-    done, pending = service.progress(session, round_=round_)
     show_guess = projects.settings_of(project).show_model_guess
-    synthetic = dict(
-        session.execute(select(Image.id, Image.synthetic).where(Image.id.in_([s.image_id for s in leased]))).all()
-    )
     items = [
         LeasedItem(
             suggestion_id=s.id,
             image_id=s.image_id,
             rank=s.rank,
             score=s.score,
-            synthetic=synthetic.get(s.image_id, False),
+            synthetic=synthetic,
             lease_expires_at=s.lease_expires_at,  # type: ignore[arg-type]
             file_url=f"/api/v1/images/{s.image_id}/file",
             thumbnail_url=f"/api/v1/images/{s.image_id}/thumbnail",
             model_guess=s.reason.get("predicted") if show_guess else None,
         )
-        for s in leased
+        for s, synthetic in leased
     ]
     message = None
     if not items:
@@ -89,7 +86,7 @@ def lease_next(
     responses={200: {"model": AnnotationRead, "description": "The same label again: the stored one, unchanged."}},
 )
 def annotate(
-    image: MemberImage, body: AnnotationCreate, session: SessionDep, user: CurrentUser, response: Response
+    image: ImageToLabel, body: AnnotationCreate, session: SessionDep, user: CurrentUser, response: Response
 ) -> AnnotationRead:
     """Label an image. Annotators may label only images suggested in the open round."""
     project = session.get(Project, image.project_id)
@@ -103,8 +100,7 @@ def annotate(
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"{image.split} images carry their label from the upload and are not annotated"
         )
-    round_ = projects.open_round(session, project_id=project.id)
-    suggestion = service.suggestion_in_round(session, round_=round_, image_id=image.id) if round_ else None
+    _, suggestion = service.open_suggestion(session, project_id=project.id, image_id=image.id)
     if suggestion is None and user.role == Role.annotator:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "annotators can label only images suggested in the open round")
     try:
@@ -116,6 +112,7 @@ def annotate(
             duration_ms=body.duration_ms,
             suggestion=suggestion,
             may_override=user.role != Role.annotator and body.relabel,
+            image_locked=True,
         )
     except service.LeaseConflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, "this item is leased to another annotator") from exc
