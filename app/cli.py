@@ -7,32 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Sequence
 
 from app.core.settings import Settings, get_settings
-
-
-def _worker_env(settings: Settings) -> dict[str, str]:
-    # The child must resolve exactly the same database, broker and data folder as this process.
-    return {
-        **os.environ,
-        "SUGGESTLAB_DATA_DIR": str(settings.data_dir),
-        "SUGGESTLAB_DATABASE_URL": settings.database_url,
-        "SUGGESTLAB_BROKER_URL": settings.broker_url,
-    }
-
-
-def _die_with_parent() -> None:
-    """In the child: ask Linux to send SIGTERM when the parent dies, so no worker is orphaned."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
+from app.serving import Supervised, child_env, die_with_parent, stop_processes
 
 ROUND_QUEUES = frozenset({"training", "light"})
 
@@ -57,15 +35,14 @@ def start_worker_process(settings: Settings, queues: str = "training,light") -> 
     return subprocess.Popen(
         # Quiet: the embedded worker shares the terminal with the server, so no banner and only warnings.
         [sys.executable, "-m", "app.cli", "worker", "--queues", queues, "--hostname", f"{queues}@%h", "--quiet"],
-        env=_worker_env(settings),
-        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        env=child_env(settings),
+        preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
     )
 
 
-class EmbeddedWorkers:
-    """The embedded worker processes, watched: one that exits on its own (a crash, the OOM killer)
-    is started again, so queued rounds do not wait forever behind a worker that is gone. A worker
-    that keeps dying at start-up is retried with a growing pause (up to a minute)."""
+class EmbeddedWorkers(Supervised):
+    """The embedded worker processes, watched, so queued rounds do not wait forever behind a worker
+    that is gone (see `Supervised`)."""
 
     # Rounds in one worker; representation training and simulations in a second, so a round never
     # waits behind either. Each lowers its own priority (`worker_nice`), the second further.
@@ -73,50 +50,18 @@ class EmbeddedWorkers:
 
     def __init__(self, settings: Settings, *, check_every: float = 2.0) -> None:
         self._settings = settings
-        self._check_every = check_every
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()
-        self.processes = {group: start_worker_process(settings, group) for group in self.GROUPS}
-        self._started = {group: time.monotonic() for group in self.GROUPS}
-        self._pause = dict.fromkeys(self.GROUPS, 1.0)
-        self._watch = threading.Thread(target=self._watch_loop, name="embedded-worker-watch", daemon=True)
-        self._watch.start()
+        super().__init__(self.GROUPS, what=lambda group: f"the worker for queues {group}", check_every=check_every)
 
-    def _watch_loop(self) -> None:
-        while not self._stopping.wait(self._check_every):
-            for group in self.GROUPS:
-                with self._lock:
-                    if self._stopping.is_set():
-                        return
-                    code = self.processes[group].poll()
-                    if code is None:
-                        continue
-                    # A worker that ran a while gets a quick restart; one that dies at once backs off.
-                    lived = time.monotonic() - self._started[group]
-                    pause = 1.0 if lived > 60 else min(60.0, self._pause[group] * 2)
-                    self._pause[group] = pause
-                print(
-                    f"suggestlab: the worker for queues {group} exited (code {code}); starting it again "
-                    f"in {pause:.0f} s",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                if self._stopping.wait(pause):
-                    return
-                with self._lock:
-                    if self._stopping.is_set():
-                        return
-                    self.processes[group] = start_worker_process(self._settings, group)
-                    self._started[group] = time.monotonic()
+    def start(self, name: str) -> subprocess.Popen[bytes]:
+        return start_worker_process(self._settings, name)
 
     def stop(self) -> None:
-        with self._lock:
-            self._stopping.set()
+        self.stopping()
         # A round gets the usual grace to finish. A representation or simulation job would need
         # minutes: it is not waited for (its heartbeat goes quiet and a new one is asked for later);
         # the background worker only gets the seconds an idle worker needs to wind down.
         graces = {self.GROUPS[0]: 30.0, self.GROUPS[1]: 10.0}
-        stop_worker_processes([(process, graces[group]) for group, process in self.processes.items()])
+        stop_processes([(process, graces[group]) for group, process in self.processes.items()])
 
 
 def start_embedded_workers(settings: Settings) -> EmbeddedWorkers:
@@ -142,23 +87,6 @@ def run_server_with_worker(app: object, host: str, port: int, log_level: str, wo
             workers.stop()
 
 
-def stop_worker_processes(workers: list[tuple[subprocess.Popen[bytes], float]]) -> None:
-    """Stops each worker, SIGKILLing it after its grace (seconds)."""
-    # SIGTERM is Celery's warm shutdown: the running round finishes or, with acks_late, is redelivered.
-    # All are told at once: an idle worker takes several seconds to wind down (its loop wakes every
-    # 2 s), and one after another those seconds add up.
-    running = [(worker, grace) for worker, grace in workers if worker.poll() is None]
-    for worker, _ in running:
-        worker.send_signal(signal.SIGTERM)
-    told = time.monotonic()
-    for worker, grace in running:
-        try:
-            worker.wait(max(0.0, told + grace - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     from app.core.migrate import upgrade
     from app.main import create_app
@@ -166,8 +94,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = get_settings()
     if settings.auto_migrate:
         upgrade(settings)
+    if args.reuse_port:
+        from app.serving import serve_on_reuse_port
+
+        serve_on_reuse_port(args.host, args.port, args.log_level)
+        return 0
     workers = start_embedded_workers(settings) if settings.runs_embedded_worker and not args.no_worker else None
+    if args.processes > 1:
+        return serve_processes(settings, args, workers)
     run_server_with_worker(create_app(), args.host, args.port, args.log_level, workers)
+    return 0
+
+
+def serve_processes(settings: Settings, args: argparse.Namespace, workers: EmbeddedWorkers | None) -> int:
+    from app.serving import ApiProcesses
+
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    api = ApiProcesses(settings, host=args.host, port=args.port, log_level=args.log_level, processes=args.processes)
+    try:
+        api.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        api.stop()
+        if workers is not None:
+            workers.stop()
     return 0
 
 
@@ -257,6 +208,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--no-worker", action="store_true", help="never start an embedded worker")
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="API processes, each with its own socket on the port (SO_REUSEPORT), so the kernel spreads "
+        "connections over them; compose runs 4",
+    )
+    serve.add_argument(
+        "--reuse-port", action="store_true", help="one API process on a SO_REUSEPORT socket (what --processes starts)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="run a Celery worker")

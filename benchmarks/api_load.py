@@ -82,7 +82,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_backend(
-    backend: str, annotators: int, seconds: float, api_workers: int = 1, think_ms: float = 0
+    backend: str,
+    annotators: int,
+    seconds: float,
+    api_workers: int = 1,
+    think_ms: float = 0,
+    shared_socket: bool = False,
 ) -> dict[str, object]:
     tmp = Path(tempfile.mkdtemp(prefix=f"suggestlab-load-{backend}-"))
     env = {**os.environ, "SUGGESTLAB_DATA_DIR": str(tmp), "SUGGESTLAB_ENVIRONMENT": "test"}
@@ -106,14 +111,15 @@ def run_backend(
     admin = cli(env, "create-user", "--name", "admin", "--role", "admin")
     # One process with its embedded workers (the demo's way), or the compose file's way: uvicorn with
     # several worker processes and the Celery worker beside it.
-    serve = (
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--log-level", "warning"]
-        if api_workers == 1
-        else [
+    serve = [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--log-level", "warning"]
+    if api_workers > 1 and shared_socket:
+        # uvicorn's own --workers: one listening socket shared by every process (compose before stop 21).
+        serve = [
             sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--port", str(port),
             "--workers", str(api_workers), "--log-level", "warning",
-        ]
-    )  # fmt: skip
+        ]  # fmt: skip
+    elif api_workers > 1:
+        serve += ["--processes", str(api_workers), "--no-worker"]
     procs = [subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     if backend == "postgres" or api_workers > 1:
         # As compose runs them: rounds in one worker, representation training in another.
@@ -259,12 +265,18 @@ def main() -> int:
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--annotators", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=45)
-    parser.add_argument("--api-workers", type=int, default=1, help="uvicorn worker processes (compose runs 4)")
+    parser.add_argument("--api-workers", type=int, default=1, help="API processes (compose runs 4)")
+    parser.add_argument(
+        "--shared-socket",
+        action="store_true",
+        help="run the API processes as uvicorn --workers (one shared socket) instead of serve --processes",
+    )
     parser.add_argument("--think-ms", type=float, default=0, help="pause between an annotator's labels")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "api_load.json"))
     args = parser.parse_args()
     results = [
-        run_backend(b, args.annotators, args.seconds, args.api_workers, args.think_ms) for b in args.backends.split(",")
+        run_backend(b, args.annotators, args.seconds, args.api_workers, args.think_ms, args.shared_socket)
+        for b in args.backends.split(",")
     ]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
