@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from app.cli import build_parser
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -42,6 +44,11 @@ def test_compose_file_validates_and_is_production_shaped() -> None:
     assert "--appendonly yes" in redis_command and "--maxmemory-policy noeviction" in redis_command
     assert services["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert "healthcheck" in services["api"]
+    # The API runs as processes with a socket each; the command must be one the CLI accepts.
+    api = services["api"]["command"]
+    assert api[0] == "suggestlab"
+    parsed = build_parser().parse_args(api[1:])
+    assert parsed.command == "serve" and parsed.processes > 1 and parsed.no_worker
     training = services["worker-training"]
     assert "--concurrency 1" in " ".join(training["command"]) and "training" in training["command"]
     devices = training["deploy"]["resources"]["reservations"]["devices"]
