@@ -89,14 +89,18 @@ class LiveService:
         assert token.status_code == 201, token.text
         return user.json()["id"], token.json()["token"]
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 3.0) -> None:
+        """Ends the service at a test's end: `grace` seconds to stop, then SIGKILL for what is left.
+        A graceful stop would wait out a worker's running job (10-30 s a service); the tests that
+        are about stopping (tests/test_cli.py) run serve themselves."""
         family = [pid for proc in self.processes if proc.poll() is None for pid in descendants(proc.pid)]
         for proc in reversed(self.processes):
             if proc.poll() is None:
                 proc.terminate()
+        deadline = time.monotonic() + grace
         for proc in self.processes:
             try:
-                proc.wait(30)
+                proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
