@@ -88,6 +88,7 @@ def run_backend(
     api_workers: int = 1,
     think_ms: float = 0,
     shared_socket: bool = False,
+    no_training: bool = False,
 ) -> dict[str, object]:
     tmp = Path(tempfile.mkdtemp(prefix=f"suggestlab-load-{backend}-"))
     env = {**os.environ, "SUGGESTLAB_DATA_DIR": str(tmp), "SUGGESTLAB_ENVIRONMENT": "test"}
@@ -172,6 +173,11 @@ def run_backend(
         # included) takes the load generator ~15-25 ms of CPU under the GIL on this machine, and 20
         # of them built in the first second delayed the other threads' timed requests. All 20
         # annotators still send their first request in the same instant.
+        if no_training:
+            # Nothing trains during the load: what is left is the API's own cost on these cores.
+            for proc in procs[1:]:
+                os.killpg(proc.pid, signal.SIGKILL)
+            time.sleep(2)
         clients = [
             httpx.Client(base_url=api, headers={"Authorization": f"Bearer {token}"}, timeout=30) for token in tokens
         ]
@@ -272,10 +278,17 @@ def main() -> int:
         help="run the API processes as uvicorn --workers (one shared socket) instead of serve --processes",
     )
     parser.add_argument("--think-ms", type=float, default=0, help="pause between an annotator's labels")
+    parser.add_argument(
+        "--no-training",
+        action="store_true",
+        help="stop the workers before the load (PostgreSQL only): the round and representation do not train",
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "api_load.json"))
     args = parser.parse_args()
     results = [
-        run_backend(b, args.annotators, args.seconds, args.api_workers, args.think_ms, args.shared_socket)
+        run_backend(
+            b, args.annotators, args.seconds, args.api_workers, args.think_ms, args.shared_socket, args.no_training
+        )
         for b in args.backends.split(",")
     ]
     out = Path(args.out)

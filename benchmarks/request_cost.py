@@ -267,10 +267,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     results = [measure(backend, args.requests) for backend in args.backends.split(",")]
-    text = json.dumps(results, indent=2)
-    print(text)
+    print(json.dumps(results, indent=2))
     if args.out:
-        args.out.write_text(text + "\n")
+        command = "python benchmarks/request_cost.py " + " ".join(sys.argv[1:])
+        args.out.write_text(json.dumps({"command": command, "results": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
