@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from app.core.settings import Settings, get_settings
-from app.serving import Supervised, child_env, die_with_parent, stop_processes
+from app.serving import Supervised, child_env, die_with_parent, port_is_free, stop_processes
 
 ROUND_QUEUES = frozenset({"training", "light"})
 
@@ -91,6 +91,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from app.core.migrate import upgrade
     from app.main import create_app
 
+    if args.processes < 1:
+        print("suggestlab: --processes must be at least 1", file=sys.stderr)
+        return 2
+    if args.processes > 1 and not port_is_free(args.host, args.port):
+        print(f"suggestlab: {args.host}:{args.port} is already in use", file=sys.stderr)
+        return 1
     settings = get_settings()
     if settings.auto_migrate:
         upgrade(settings)

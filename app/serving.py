@@ -61,6 +61,20 @@ def stop_processes(workers: list[tuple[subprocess.Popen[bytes], float]]) -> None
             worker.wait()
 
 
+def port_is_free(host: str, port: int) -> bool:
+    """Whether nothing listens on host:port yet. Asked before the API processes start: a socket with
+    SO_REUSEPORT would join another server already on the port (a second `suggestlab serve`, say)
+    and silently share its connections, where a plain bind is refused."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def reuse_port_socket(host: str, port: int) -> socket.socket:
     """A listening TCP socket on host:port that other processes of this user may bind as well."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

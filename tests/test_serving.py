@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -103,3 +104,21 @@ def test_processes_share_the_port_and_the_connections_and_come_back(tmp_path: Pa
             os.killpg(proc.pid, signal.SIGKILL)
     time.sleep(0.5)
     assert not any(_alive(pid) for pid in replaced), "an API process outlived serve"
+
+
+def test_a_port_in_use_is_refused_not_shared(tmp_path: Path) -> None:
+    # A second server on the port would otherwise join the first one's SO_REUSEPORT group and take
+    # half its connections without a word.
+    port = _free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        result = subprocess.run(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--processes", "2", "--no-worker"],
+            env={**os.environ, "SUGGESTLAB_DATA_DIR": str(tmp_path / "data")},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"127.0.0.1:{port} is already in use" in result.stderr
