@@ -56,7 +56,9 @@ async def settings_dependency() -> Settings:
     return get_settings()
 
 
-async def storage_dependency() -> Storage:
+def storage_dependency() -> Storage:
+    # A plain def: the first call may reach the S3 endpoint (it checks the bucket), which must not
+    # block the event loop.
     return get_storage()
 
 
