@@ -10,7 +10,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app.annotations.orm import Annotation
 from app.core.db import utcnow
 from app.images.orm import Image, Split
-from app.rounds.orm import Round, RoundStatus, Suggestion, SuggestionStatus
+from app.rounds.orm import Round, Suggestion, SuggestionStatus
+from app.rounds.service import open_round_select
 from app.users.orm import User
 
 
@@ -160,14 +161,11 @@ def open_round_progress(session: Session, *, project_id: int) -> tuple[Round, in
     """The project's open round (its newest ready one) with its (done, pending) counts, in one query."""
     of_round = select(func.count()).where(Suggestion.round_id == Round.id)
     row = session.execute(
-        select(
-            Round,
+        open_round_select(
+            project_id,
             of_round.scalar_subquery(),
             of_round.where(Suggestion.status == SuggestionStatus.pending).scalar_subquery(),
         )
-        .where(Round.project_id == project_id, Round.status == RoundStatus.ready)
-        .order_by(Round.index.desc())
-        .limit(1)
     ).first()
     if row is None:
         return None
@@ -178,11 +176,9 @@ def open_round_progress(session: Session, *, project_id: int) -> tuple[Round, in
 def open_suggestion(session: Session, *, project_id: int, image_id: int) -> tuple[Round | None, Suggestion | None]:
     """The project's open round (its newest ready one) and the image's suggestion in it, in one query."""
     row = session.execute(
-        select(Round, Suggestion)
-        .outerjoin(Suggestion, and_(Suggestion.round_id == Round.id, Suggestion.image_id == image_id))
-        .where(Round.project_id == project_id, Round.status == RoundStatus.ready)
-        .order_by(Round.index.desc())
-        .limit(1)
+        open_round_select(project_id, Suggestion).outerjoin(
+            Suggestion, and_(Suggestion.round_id == Round.id, Suggestion.image_id == image_id)
+        )
     ).first()
     return (None, None) if row is None else (row[0], row[1])
 

@@ -9,7 +9,8 @@ from app.annotations.service import current_labels
 from app.images.orm import Image, Split
 from app.projects.orm import Project, ProjectMember
 from app.projects.schemas import OpenRound, ProjectCounts, ProjectRead, ProjectSettings
-from app.rounds.orm import Round, RoundStatus
+from app.rounds.orm import Round
+from app.rounds.service import open_round_select
 from app.users.orm import Role, User
 
 
@@ -23,10 +24,6 @@ def get_by_name(session: Session, name: str) -> Project | None:
 
 def is_member(session: Session, *, project_id: int, user_id: int) -> bool:
     return session.get(ProjectMember, (project_id, user_id)) is not None
-
-
-def can_see(session: Session, *, project: Project, user: User) -> bool:
-    return user.role == Role.admin or is_member(session, project_id=project.id, user_id=user.id)
 
 
 def _member_or_admin(user: User):  # type: ignore[no-untyped-def]
@@ -113,12 +110,7 @@ def settings_of(project: Project) -> ProjectSettings:
 
 def open_round(session: Session, *, project_id: int) -> Round | None:
     """The newest ready round: the batch annotators are working on."""
-    return session.scalar(
-        select(Round)
-        .where(Round.project_id == project_id, Round.status == RoundStatus.ready)
-        .order_by(Round.index.desc())
-        .limit(1)
-    )
+    return session.scalar(open_round_select(project_id))
 
 
 def counts(session: Session, *, project_id: int) -> ProjectCounts:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,6 +19,17 @@ class RoundConflict(Exception):
 
 def get(session: Session, round_id: int) -> Round | None:
     return session.get(Round, round_id)
+
+
+def open_round_select(project_id: int, *columns: Any) -> Select[Any]:
+    """The project's open round, its newest ready one (the batch annotators are working on), with
+    any further columns a caller reads in the same query."""
+    return (
+        select(Round, *columns)
+        .where(Round.project_id == project_id, Round.status == RoundStatus.ready)
+        .order_by(Round.index.desc())
+        .limit(1)
+    )
 
 
 def active(session: Session, *, project_id: int) -> Round | None:
