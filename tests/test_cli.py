@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import _free_port
 from tests.conftest import child_pids as _children
@@ -158,3 +159,29 @@ def test_demo_serves_its_page_before_round_one_finishes(tmp_path: Path) -> None:
         assert waiting.json()["data"] == [] and "round 1 is queued" in waiting.json()["message"]
     finally:
         _stop_demo(proc)
+
+
+_AUTOGROUP = Path("/proc/self/autogroup")
+_READ_AUTOGROUP = (
+    "from app.cli import lower_priority; from pathlib import Path; "
+    "lower_priority(7); print(Path('/proc/self/autogroup').read_text().split()[-1])"
+)
+
+
+def _autogroup_nice_after_lowering(new_session: bool) -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", _READ_AUTOGROUP], capture_output=True, text=True, start_new_session=new_session
+    )
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout)
+
+
+def test_a_worker_leading_its_own_session_lowers_its_autogroup() -> None:
+    # With autogroup on, Linux shares the CPU between sessions before niceness counts, so a worker
+    # started as its own session (a service manager, setsid) would take as much as the API.
+    if not _AUTOGROUP.exists():
+        pytest.skip("this kernel has no autogroup")
+    assert _autogroup_nice_after_lowering(new_session=True) == 7
+    # A worker inside someone else's session (serve's embedded workers) leaves that session's
+    # autogroup alone: its niceness already counts there, and the other members are not its own.
+    assert _autogroup_nice_after_lowering(new_session=False) == int(_AUTOGROUP.read_text().split()[-1])

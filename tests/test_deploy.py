@@ -54,6 +54,11 @@ def test_compose_file_validates_and_is_production_shaped() -> None:
     devices = training["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
     assert "light" in services["worker-light"]["command"]
+    # Containers share CPU by weight, not niceness: every worker weighs less than the API (1024),
+    # the representation worker least, so a round goes before it.
+    shares = {name: services[name].get("cpu_shares", 1024) for name in ("api", "worker-training", "worker-background")}
+    assert shares["worker-background"] < shares["worker-training"] < shares["api"]
+    assert services["worker-light"]["cpu_shares"] < shares["api"]
     assert {"postgres-data", "redis-data", "suggestlab-data"} <= set(config["volumes"])
 
 
