@@ -58,10 +58,23 @@ def _sweep_once(settings: Settings) -> None:
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     task = asyncio.create_task(sweep_stale_rounds(max(1.0, settings.round_stale_seconds / 4)))
+    # Beside startup, not before it: a database that is down or slow must not keep the API (and its
+    # health check and error pages) from serving.
+    warming = asyncio.create_task(asyncio.to_thread(_warm_pool, settings))
     try:
         yield
     finally:
         task.cancel()
+        warming.cancel()
+
+
+def _warm_pool(settings: Settings) -> None:
+    from app.core.db import warm_pool
+
+    try:
+        warm_pool(settings)
+    except Exception:  # the database is not reachable yet: requests open connections as before
+        log.warning("could not open the database connection pool at startup", exc_info=True)
 
 
 def create_app() -> FastAPI:

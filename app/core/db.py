@@ -83,6 +83,27 @@ def session_factory(settings: Settings | None = None) -> sessionmaker[Session]:
     return _factories[url]
 
 
+def warm_pool(settings: Settings | None = None) -> int:
+    """Opens the engine's whole steady pool now; returns how many connections it holds.
+
+    A server database forks a backend per connection and the dialect queries the server on the
+    first one. Opened lazily, those costs all land in the first second of use, when the first
+    annotators arrive together and each concurrent request opens a connection of its own. SQLite
+    connections are cheap and left lazy.
+    """
+    engine = session_factory(settings).kw["bind"]
+    if engine.dialect.name == "sqlite":
+        return 0
+    held = []
+    try:
+        for _ in range(engine.pool.size()):
+            held.append(engine.connect())
+    finally:
+        for conn in held:
+            conn.close()  # back to the pool, open
+    return len(held)
+
+
 def dispose_engines() -> None:
     """Drop pooled connections, for a process that was forked after they were opened."""
     for factory in _factories.values():
