@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -89,6 +90,7 @@ def run_backend(
     think_ms: float = 0,
     shared_socket: bool = False,
     no_training: bool = False,
+    cold_connections: bool = False,
 ) -> dict[str, object]:
     tmp = Path(tempfile.mkdtemp(prefix=f"suggestlab-load-{backend}-"))
     env = {**os.environ, "SUGGESTLAB_DATA_DIR": str(tmp), "SUGGESTLAB_ENVIRONMENT": "test"}
@@ -181,6 +183,14 @@ def run_backend(
         clients = [
             httpx.Client(base_url=api, headers={"Authorization": f"Bearer {token}"}, timeout=30) for token in tokens
         ]
+        if not cold_connections:
+            # An annotator's browser opens the labelling page (the page, then who they are) before it
+            # asks for work, so its first `next` goes over a connection that is already open. Without
+            # this, all 20 TCP connections and each one's first request land in the first second
+            # (`--cold-connections`, the runs before stop 22).
+            for c in clients:
+                c.get(f"http://127.0.0.1:{port}/").raise_for_status()
+                c.get("/users/me").raise_for_status()
 
         timings: dict[str, list[float]] = {"next": [], "label": []}
         started: dict[str, list[float]] = {"next": [], "label": []}  # when each call began (s into the run)
@@ -190,7 +200,7 @@ def run_backend(
         begin = time.monotonic()
 
         def annotator(c: httpx.Client) -> None:
-            with c:
+            with closing(c):
                 while time.monotonic() < stop_at:
                     at, t = time.monotonic() - begin, time.perf_counter()
                     r = c.post(f"/projects/{pid}/next", json={"limit": 5})
@@ -226,6 +236,7 @@ def run_backend(
             "api_workers": api_workers,
             "think_ms": think_ms,
             "annotators": annotators,
+            "page_opened_first": not cold_connections,
             "seconds": seconds,
             "requests": {k: len(v) for k, v in timings.items()},
             "p50_ms": {k: round(percentile(v, 50), 1) for k, v in timings.items()},
@@ -283,11 +294,23 @@ def main() -> int:
         action="store_true",
         help="stop the workers before the load (PostgreSQL only): the round and representation do not train",
     )
+    parser.add_argument(
+        "--cold-connections",
+        action="store_true",
+        help="annotators send their first `next` on a new connection, without opening the page first",
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "api_load.json"))
     args = parser.parse_args()
     results = [
         run_backend(
-            b, args.annotators, args.seconds, args.api_workers, args.think_ms, args.shared_socket, args.no_training
+            b,
+            args.annotators,
+            args.seconds,
+            args.api_workers,
+            args.think_ms,
+            args.shared_socket,
+            args.no_training,
+            args.cold_connections,
         )
         for b in args.backends.split(",")
     ]
