@@ -184,13 +184,13 @@ def run_backend(
             httpx.Client(base_url=api, headers={"Authorization": f"Bearer {token}"}, timeout=30) for token in tokens
         ]
         if not cold_connections:
-            # An annotator's browser opens the labelling page (the page, then who they are) before it
+            # An annotator's browser opens the labelling page (the page, then `/me`: who they are) before it
             # asks for work, so its first `next` goes over a connection that is already open. Without
             # this, all 20 TCP connections and each one's first request land in the first second
             # (`--cold-connections`, the runs before stop 22).
             for c in clients:
                 c.get(f"http://127.0.0.1:{port}/").raise_for_status()
-                c.get("/users/me").raise_for_status()
+                c.get("/me").raise_for_status()
 
         timings: dict[str, list[float]] = {"next": [], "label": []}
         started: dict[str, list[float]] = {"next": [], "label": []}  # when each call began (s into the run)
