@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from app.api.errors import ERROR_RESPONSES
 from app.api.guard import BodyGuard, SecurityHeaders
 from app.api.routes import annotations, images, latent, projects, representations, rounds, simulations, users
-from app.core.db import session_factory
+from app.core.db import session_factory, warm_pool
 from app.core.settings import Settings, get_settings
 
 log = logging.getLogger("suggestlab.api")
@@ -69,8 +69,6 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
 
 
 def _warm_pool(settings: Settings) -> None:
-    from app.core.db import warm_pool
-
     try:
         warm_pool(settings)
     except Exception:  # the database is not reachable yet: requests open connections as before

@@ -61,17 +61,21 @@ while True:
     opt.step()
 """
 
-SPIN = "import os\nos.sched_setaffinity(0, {0})\nprint('ready', flush=True)\nwhile True:\n    pass\n"
-
 
 def _cpu_ticks(pid: int) -> int:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])
 
 
-def _start(args: list[str], own_session: bool) -> subprocess.Popen[str]:
+def _start(worker: tuple[int, bool], work: str, own_session: bool) -> subprocess.Popen[str]:
+    """`WORKER` at this (niceness, autogroup lowered), spinning on core 0 or training."""
+    nice, autogroup = worker
     proc = subprocess.Popen(
-        [sys.executable, "-c", *args], cwd=ROOT, stdout=subprocess.PIPE, text=True, start_new_session=own_session
+        [sys.executable, "-c", WORKER, str(nice), "1" if autogroup else "0", work],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=own_session,
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return proc
@@ -85,8 +89,8 @@ def _stop(*procs: subprocess.Popen[str]) -> None:
 
 def share(worker: tuple[int, bool], seconds: float) -> float:
     """The worker's share of one core that the API's process wants all of."""
-    api = _start([SPIN], own_session=False)
-    job = _start([WORKER, str(worker[0]), "1" if worker[1] else "0", "spin"], own_session=True)
+    api = _start((0, False), "spin", own_session=False)  # the API's stand-in, in this session
+    job = _start(worker, "spin", own_session=True)
     try:
         time.sleep(1)
         a0, w0 = _cpu_ticks(api.pid), _cpu_ticks(job.pid)
@@ -101,7 +105,7 @@ def wakeups(worker: tuple[int, bool] | None, seconds: float, sleep_s: float = 0.
     """How late (ms) each 1 ms sleep of this process ended while the worker trains."""
     job = None
     if worker is not None:
-        job = _start([WORKER, str(worker[0]), "1" if worker[1] else "0", "train"], own_session=True)
+        job = _start(worker, "train", own_session=True)
         time.sleep(2)  # torch's threads up and busy
     late = []
     try:
