@@ -8,17 +8,24 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
 from fastapi import FastAPI, Request, status
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, configure_mappers
 
+from app.annotations import service as annotation_service
 from app.api.errors import ERROR_RESPONSES
 from app.api.guard import BodyGuard, SecurityHeaders
 from app.api.routes import annotations, images, latent, projects, representations, rounds, simulations, users
 from app.core.db import session_factory, warm_pool
 from app.core.settings import Settings, get_settings
+from app.projects import service as project_service
+from app.rounds.orm import Round
+from app.users import service as user_service
+from app.users.orm import Role, User
 
 log = logging.getLogger("suggestlab.api")
 FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
@@ -55,8 +62,9 @@ def _sweep_once(settings: Settings) -> None:
 
 
 @asynccontextmanager
-async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
+    await warm_up(app)
     task = asyncio.create_task(sweep_stale_rounds(max(1.0, settings.round_stale_seconds / 4)))
     # Beside startup, not before it: a database that is down or slow must not keep the API (and its
     # health check and error pages) from serving.
@@ -68,9 +76,51 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         warming.cancel()
 
 
+# Requests that reach no database: a path no route has (every router is matched against it), and an
+# annotator's request for work without a token (the authentication path and its rate limiter).
+WARM_UP_REQUESTS = (("GET", "/api/v1/warm-up"), ("POST", "/api/v1/projects/1/next"))
+
+
+async def warm_up(app: FastAPI, timeout: float = 10.0) -> None:
+    """Does before the API serves what its first requests would otherwise do: configures the ORM
+    mappers and sends a few requests through the app in-process.
+
+    SQLAlchemy configures every mapper on the first query, FastAPI builds a router's routes (their
+    pydantic validators) the first time a request is matched against it, and the rate limiter
+    imports its Redis client on first use: about 210 ms of CPU per API process, which otherwise
+    lands on the first requests each process serves, all at once when annotators arrive together
+    (benchmarks/results/api_load.md, stop 23). Bounded, and never fatal: an unreachable
+    rate-limiter store must not keep the API from starting.
+    """
+    configure_mappers()
+    transport = httpx.ASGITransport(app=app)
+
+    async def send_all() -> None:
+        async with httpx.AsyncClient(transport=transport, base_url="http://warm-up") as client:
+            for method, path in WARM_UP_REQUESTS:
+                await client.request(method, path, json={"limit": 1} if method == "POST" else None)
+
+    try:
+        await asyncio.wait_for(send_all(), timeout)
+    except Exception:
+        log.warning("warming the routes up failed; the first requests build them instead", exc_info=True)
+
+
+def annotator_queries(session: Session) -> None:
+    """An annotator's reads (who, which project, the open round, a lease, an image to label) against
+    ids that do not exist, so each pooled connection and the statement cache have seen them."""
+    nobody = User(id=0, name="warm-up", role=Role.annotator)
+    user_service.get_by_token(session, "warm-up")
+    project_service.visible(session, project_id=0, user=nobody)
+    annotation_service.open_round_progress(session, project_id=0)
+    annotation_service.lease_next(session, round_=Round(id=0), user=nobody, limit=1, lease_seconds=1)
+    project_service.image_to_label(session, image_id=0, user=nobody)
+    annotation_service.open_suggestion(session, project_id=0, image_id=0)
+
+
 def _warm_pool(settings: Settings) -> None:
     try:
-        warm_pool(settings)
+        warm_pool(settings, annotator_queries)
     except Exception:  # the database is not reachable yet: requests open connections as before
         log.warning("could not open the database connection pool at startup", exc_info=True)
 

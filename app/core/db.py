@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from app.core.settings import Settings, get_settings
+
+log = logging.getLogger("suggestlab.db")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -83,13 +87,15 @@ def session_factory(settings: Settings | None = None) -> sessionmaker[Session]:
     return _factories[url]
 
 
-def warm_pool(settings: Settings | None = None) -> int:
-    """Opens the engine's whole steady pool now; returns how many connections it holds.
+def warm_pool(settings: Settings | None = None, queries: Callable[[Session], object] | None = None) -> int:
+    """Opens the engine's whole steady pool now, running `queries` on each connection in a
+    transaction that is rolled back; returns how many connections it holds.
 
     A server database forks a backend per connection and the dialect queries the server on the
-    first one. Opened lazily, those costs all land in the first second of use, when the first
-    annotators arrive together and each concurrent request opens a connection of its own. SQLite
-    connections are cheap and left lazy.
+    first one; each backend then reads the catalog of every table on its first query of it, and
+    SQLAlchemy compiles each statement on its first use. Left lazy, those costs all land in the
+    first second of use, when the first annotators arrive together and each concurrent request
+    takes a connection of its own. SQLite connections are cheap and left lazy.
     """
     engine = session_factory(settings).kw["bind"]
     if engine.dialect.name == "sqlite":
@@ -97,7 +103,18 @@ def warm_pool(settings: Settings | None = None) -> int:
     held = []
     try:
         for _ in range(engine.pool.size()):
-            held.append(engine.connect())
+            conn = engine.connect()
+            held.append(conn)
+            if queries is not None:
+                with Session(bind=conn) as session:
+                    try:
+                        queries(session)
+                    except SQLAlchemyError:
+                        # A schema not migrated yet, say: the connections are still worth opening.
+                        log.warning("the warm-up queries failed; the pool opens without them", exc_info=True)
+                        queries = None
+                    finally:
+                        session.rollback()
     finally:
         for conn in held:
             conn.close()  # back to the pool, open

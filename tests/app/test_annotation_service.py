@@ -222,3 +222,16 @@ def test_open_round_progress_counts_what_is_done(world: World) -> None:
         found = service.open_round_progress(session, project_id=world.project_id)
         assert found is not None and found[1:] == (2, 8)
         assert service.open_round_progress(session, project_id=world.project_id + 1) is None
+
+
+def test_the_startup_warm_up_queries_find_nothing_and_change_nothing(world: World) -> None:
+    # The API runs an annotator's reads on every pooled connection at startup (app.main), against
+    # ids no row has: they must neither fail on a real schema nor touch a real round's leases.
+    from app.main import annotator_queries
+
+    with world.sessions.begin() as session:
+        annotator_queries(session)
+    with world.sessions() as session:
+        held = session.scalars(select(Suggestion).where(Suggestion.lease_holder_id.is_not(None))).all()
+    assert held == []
+    assert _rank_of(world, _lease(world, world.alice, 2)) == [0, 1]

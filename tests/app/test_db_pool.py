@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 
+from app.core import ratelimit
 from app.core.db import dispose_engines, session_factory, warm_pool
 from app.core.settings import Settings, get_settings
-from app.main import lifespan
+from app.main import create_app, lifespan
 
 
 @pytest.fixture
@@ -37,7 +39,7 @@ def _engine(settings: Settings) -> Engine:
 
 @pytest.mark.postgres
 def test_the_api_opens_its_pool_at_startup_on_postgres(
-    env_settings: Callable[[str], Settings], postgres_db_factory: Callable[[], str]
+    env_settings: Callable[[str], Settings], postgres_db_factory: Callable[[], str], caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = env_settings(postgres_db_factory())
     engine = _engine(settings)
@@ -54,8 +56,46 @@ def test_the_api_opens_its_pool_at_startup_on_postgres(
             return engine.pool.checkedin()
 
     assert asyncio.run(start_and_wait()) == engine.pool.size() == 10
+    # This database has no schema yet: the annotator's warm-up queries failed, the pool opened anyway.
+    assert "the warm-up queries failed" in caplog.text
     # Warming again reuses the open connections instead of adding more.
     assert warm_pool(settings) == 10 and engine.pool.checkedin() == 10
+
+
+@pytest.mark.postgres
+def test_the_warm_up_runs_on_every_pooled_connection_and_rolls_back(
+    env_settings: Callable[[str], Settings], postgres_db_factory: Callable[[], str]
+) -> None:
+    settings = env_settings(postgres_db_factory())
+    backends: list[int] = []
+
+    def queries(session: Session) -> None:
+        backends.append(session.scalar(text("SELECT pg_backend_pid()")))
+        session.execute(text("CREATE TABLE warm_up_probe (id int)"))
+
+    assert warm_pool(settings, queries) == 10
+    # Ten server backends, each has run the queries once, and none of their writes stayed.
+    assert len(set(backends)) == 10
+    with _engine(settings).connect() as conn:
+        assert conn.scalar(text("SELECT to_regclass('warm_up_probe')")) is None
+
+
+def test_startup_builds_the_request_path_before_serving(env_settings: Callable[[str], Settings]) -> None:
+    # The first requests of every API process arrive together (annotators starting their day); the
+    # rate limiter (a Redis client import) and the routes are made at startup instead, by requests
+    # that reach no data and count as no failed sign-in.
+    env_settings("sqlite://")
+    ratelimit._limiter.cache_clear()
+    app = create_app()
+
+    async def start() -> None:
+        async with lifespan(app):
+            assert ratelimit._limiter.cache_info().currsize == 1
+
+    asyncio.run(start())
+    limiter, item = ratelimit._limiter()
+    assert limiter.test(item, "auth-failure", "127.0.0.1")
+    ratelimit._limiter.cache_clear()
 
 
 def test_sqlite_connections_stay_lazy(env_settings: Callable[[str], Settings], tmp_path: Path) -> None:
