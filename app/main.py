@@ -76,9 +76,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         warming.cancel()
 
 
+API_PREFIX = "/api/v1"
 # Requests that reach no database: a path no route has (every router is matched against it), and an
 # annotator's request for work without a token (the authentication path and its rate limiter).
-WARM_UP_REQUESTS = (("GET", "/api/v1/warm-up"), ("POST", "/api/v1/projects/1/next"))
+WARM_UP_REQUESTS: tuple[tuple[str, str, dict[str, int] | None], ...] = (
+    ("GET", f"{API_PREFIX}/warm-up", None),
+    ("POST", f"{API_PREFIX}/projects/1/next", {"limit": 1}),
+)
 
 
 async def warm_up(app: FastAPI, timeout: float = 10.0) -> None:
@@ -97,8 +101,8 @@ async def warm_up(app: FastAPI, timeout: float = 10.0) -> None:
 
     async def send_all() -> None:
         async with httpx.AsyncClient(transport=transport, base_url="http://warm-up") as client:
-            for method, path in WARM_UP_REQUESTS:
-                await client.request(method, path, json={"limit": 1} if method == "POST" else None)
+            for method, path, body in WARM_UP_REQUESTS:
+                await client.request(method, path, json=body)
 
     try:
         await asyncio.wait_for(send_all(), timeout)
@@ -134,7 +138,7 @@ def create_app() -> FastAPI:
         description="Active-learning annotation service: which images to label next.",
     )
     for module in (users, projects, images, rounds, annotations, simulations, latent, representations):
-        app.include_router(module.router, prefix="/api/v1", responses=ERROR_RESPONSES)
+        app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
 
     app.add_middleware(BodyGuard, settings=settings)
     app.add_middleware(SecurityHeaders)

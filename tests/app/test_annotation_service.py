@@ -20,6 +20,7 @@ from app.core.db import make_engine, utcnow
 from app.core.migrate import upgrade
 from app.core.settings import Settings
 from app.images.orm import Image, Split
+from app.main import annotator_queries
 from app.projects.orm import Project, ProjectMember
 from app.projects.service import image_to_label, visible
 from app.rounds.orm import Round, RoundStatus, Suggestion, SuggestionStatus
@@ -227,8 +228,6 @@ def test_open_round_progress_counts_what_is_done(world: World) -> None:
 def test_the_startup_warm_up_queries_find_nothing_and_change_nothing(world: World) -> None:
     # The API runs an annotator's reads on every pooled connection at startup (app.main), against
     # ids no row has: they must neither fail on a real schema nor touch a real round's leases.
-    from app.main import annotator_queries
-
     with world.sessions.begin() as session:
         annotator_queries(session)
     with world.sessions() as session:

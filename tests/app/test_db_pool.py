@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from fastapi import FastAPI
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
@@ -80,22 +81,38 @@ def test_the_warm_up_runs_on_every_pooled_connection_and_rolls_back(
         assert conn.scalar(text("SELECT to_regclass('warm_up_probe')")) is None
 
 
-def test_startup_builds_the_request_path_before_serving(env_settings: Callable[[str], Settings]) -> None:
+def test_startup_builds_the_request_path_before_serving(
+    env_settings: Callable[[str], Settings],
+    redis_db_factory: Callable[[], str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
     # The first requests of every API process arrive together (annotators starting their day); the
     # rate limiter (a Redis client import) and the routes are made at startup instead, by requests
     # that reach no data and count as no failed sign-in.
-    env_settings("sqlite://")
+    broker = redis_db_factory()
+    monkeypatch.setenv("SUGGESTLAB_BROKER_URL", broker)
+    env_settings(f"sqlite:///{tmp_path / 'startup.db'}")
     ratelimit._limiter.cache_clear()
     app = create_app()
 
     async def start() -> None:
         async with lifespan(app):
+            # Made before the first request is served, and already talking to the shared store.
             assert ratelimit._limiter.cache_info().currsize == 1
 
-    asyncio.run(start())
-    limiter, item = ratelimit._limiter()
-    assert limiter.test(item, "auth-failure", "127.0.0.1")
-    ratelimit._limiter.cache_clear()
+    try:
+        asyncio.run(start())
+        stored = redis.Redis.from_url(broker)
+
+        def failures_counted() -> list[bytes]:
+            return [key for key in stored.scan_iter() if b"auth-failure" in key and b"127.0.0.1" in key]
+
+        assert failures_counted() == []
+        ratelimit.failed("127.0.0.1")  # a real failure from the in-process client's address shows
+        assert len(failures_counted()) == 1
+    finally:
+        ratelimit._limiter.cache_clear()
 
 
 def test_sqlite_connections_stay_lazy(env_settings: Callable[[str], Settings], tmp_path: Path) -> None:
