@@ -7,7 +7,7 @@ simulated learning curve is produced by exactly the code that serves real projec
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -78,6 +78,7 @@ def run_step(
     graph: Any = None,
     encoder: Any = None,
     challenger: Challenger | Literal["now"] | None = "now",
+    feature_blocks: Sequence[int] | None = None,
 ) -> StepResult:
     """Trains the task model on the labelled pool rows, evaluates it and runs the strategy.
 
@@ -106,6 +107,8 @@ def run_step(
             step (models.learner.challenge_with_cnn); else a models.learner.Challenger fitted
             earlier (on fewer labels: the round pipeline fits the next one after its batch is
             out), or None for the head alone.
+        feature_blocks: the sizes of the blocks `features` joins (models.representation.
+            feature_blocks); the head may then read one block alone (models.learner.fit_learner).
     """
     report = report or (lambda phase, fraction: None)
     timings: dict[str, float] = {}
@@ -135,6 +138,7 @@ def run_step(
             validation=(eval_features, eval_y) if validate else None,
             graph=graph,
             seed=seed,
+            blocks=feature_blocks,
         )
         judged_on = (eval_features, eval_x, eval_y) if validate else None
         if challenger == "now":

@@ -172,6 +172,7 @@ def fit_head(
     seed: int = 0,
     c_grid: tuple[float, ...] = C_GRID,
     temperature: float | None = None,
+    block: slice | None = None,
 ) -> LinearHead:
     """Fits the head on labelled features.
 
@@ -184,7 +185,27 @@ def fit_head(
             predictions of a stratified k-fold over the labels.
         c_grid: the candidate values of C; with one value and a given `temperature` nothing is held out.
         temperature: use this temperature instead of fitting one.
+        block: read only these feature columns (one block of a joint representation); the head
+            still maps all D features, with zero weight outside the block.
     """
+    if block is not None:
+        head = fit_head(
+            features[:, block],
+            labels,
+            n_classes,
+            pool_features=None if pool_features is None else pool_features[:, block],
+            validation=None if validation is None else (validation[0][:, block], validation[1]),
+            seed=seed,
+            c_grid=c_grid,
+            temperature=temperature,
+        )
+        # Outside the block: zero weight, and a mean and scale that leave those features finite.
+        weight = np.zeros((n_classes, features.shape[1]))
+        mean, scale = np.zeros(features.shape[1]), np.ones(features.shape[1])
+        weight[:, block], mean[block], scale[block] = head.weight, head.mean, head.scale
+        head.weight, head.mean, head.scale = weight, mean, scale
+        head.info["block"] = [block.start, block.stop]
+        return head
     stats = pool_features if pool_features is not None and len(pool_features) else features
     mean = stats.mean(0).astype(np.float64)
     scale = stats.std(0).astype(np.float64) + 1e-6

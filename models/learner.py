@@ -20,7 +20,7 @@ to 18 points at 2,000 labels.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,7 +178,8 @@ def _propagated_set(
     return _pseudo_set(scores, labelled_pos, labels, n_classes)
 
 
-# Candidate read-outs: (mode, C). One held-out comparison picks mode and C together.
+# Candidate read-outs: (mode, C). One held-out comparison picks mode and C together (and, for a joint
+# representation, which of its blocks the head reads).
 CANDIDATES = (("supervised", 0.3), ("supervised", 3.0), ("propagated", PROPAGATION_C))
 
 
@@ -191,6 +192,7 @@ def _fit(
     labels: np.ndarray,
     n_classes: int,
     temperature: float = 1.0,
+    block: Span = None,
 ) -> LinearHead:
     if mode == "propagated":
         positions, targets = _propagated_set(graph, labelled_pos, labels, n_classes)
@@ -203,7 +205,25 @@ def _fit(
         pool_features=pool_features,
         c_grid=(c,),
         temperature=temperature,
+        block=None if block is None else slice(*block),
     )
+
+
+Span = tuple[int, int] | None  # columns [start, stop) of one block; None: every feature
+
+
+def _candidates(blocks: Sequence[int] | None, n_features: int) -> list[tuple[str, float, Span]]:
+    """Every read-out of CANDIDATES on all features; on a joint representation of several blocks
+    (their sizes, in column order), on each block alone as well."""
+    spans: list[Span] = [None]
+    if blocks is not None and len(blocks) > 1 and sum(blocks) == n_features:
+        ends = np.cumsum(blocks)
+        spans += [(int(end - size), int(end)) for size, end in zip(blocks, ends, strict=True)]
+    return [(mode, c, span) for span in spans for mode, c in CANDIDATES]
+
+
+def _name(mode: str, c: float, span: Span) -> str:
+    return f"{mode}@C={c}" + (f"@features[{span[0]}:{span[1]}]" if span is not None else "")
 
 
 def fit_learner(
@@ -216,6 +236,7 @@ def fit_learner(
     graph: PoolGraph | None = None,
     seed: int = 0,
     folds: int = 3,
+    blocks: Sequence[int] | None = None,
 ) -> FeatureLearner:
     """Fits every candidate read-out, keeps the one with the best held-out balanced accuracy, and
     calibrates its temperature on the same held-out logits.
@@ -226,6 +247,9 @@ def fit_learner(
         validation: ([V, D], [V]) labelled validation features, when the project has them; else a
             stratified k-fold over the labels is the held-out set.
         graph: the pool's kNN graph (built here when not given; cache it across rounds).
+        blocks: the sizes of the blocks a joint representation's features are made of (SimCLR's,
+            then the patch features'); each read-out is also tried on each block alone, since on
+            some data one block carries the class and the other only adds noise to few labels.
     """
     labels = np.asarray(labels, dtype=np.int64)
     labelled_pos = np.asarray(labelled_pos, dtype=np.int64)
@@ -233,15 +257,16 @@ def fit_learner(
         head = fit_head(pool_features[labelled_pos], labels, n_classes, pool_features=pool_features, c_grid=(0.3,))
         return FeatureLearner(head, "supervised", {"mode": "supervised", "head": head.info})
     graph = graph or PoolGraph.build(pool_features)
-    held: dict[tuple[str, float], tuple[np.ndarray, np.ndarray]] = {}
+    candidates = _candidates(blocks, pool_features.shape[1])
+    held: dict[tuple[str, float, Span], tuple[np.ndarray, np.ndarray]] = {}
     # Heads fitted on every label (validation is held out): the winner is the final head as it is.
-    on_all_labels: dict[tuple[str, float], LinearHead] = {}
+    on_all_labels: dict[tuple[str, float, Span], LinearHead] = {}
     if validation is not None and len(validation[1]) >= 2 * n_classes:
         yv = np.asarray(validation[1], dtype=np.int64)
-        for mode, c in CANDIDATES:
-            head = _fit(mode, c, pool_features, graph, labelled_pos, labels, n_classes)
-            held[(mode, c)] = (head.logits(validation[0]), yv)
-            on_all_labels[(mode, c)] = head
+        for mode, c, span in candidates:
+            head = _fit(mode, c, pool_features, graph, labelled_pos, labels, n_classes, block=span)
+            held[(mode, c, span)] = (head.logits(validation[0]), yv)
+            on_all_labels[(mode, c, span)] = head
         how = "validation"
     else:
         counts = np.bincount(labels, minlength=n_classes)
@@ -253,26 +278,35 @@ def fit_learner(
             return FeatureLearner(head, "propagated", info)
         parts = _folds(labels, k, seed)
         order = np.concatenate(parts)
-        for mode, c in CANDIDATES:
+        for mode, c, span in candidates:
             logits = []
             for fold in parts:
                 train = np.setdiff1d(np.arange(len(labels)), fold)
-                head = _fit(mode, c, pool_features, graph, labelled_pos[train], labels[train], n_classes)
+                head = _fit(mode, c, pool_features, graph, labelled_pos[train], labels[train], n_classes, block=span)
                 logits.append(head.logits(pool_features[labelled_pos[fold]]))
-            held[(mode, c)] = (np.concatenate(logits), labels[order])
+            held[(mode, c, span)] = (np.concatenate(logits), labels[order])
         how = f"{k}-fold cross-validation"
-    scores = {f"{m}@C={c}": _balanced_accuracy(lg, y, n_classes) for (m, c), (lg, y) in held.items()}
-    # Ties go to the pool-graph read-out (listed last), then to stronger regularisation.
-    best = max(range(len(CANDIDATES)), key=lambda i: (scores[f"{CANDIDATES[i][0]}@C={CANDIDATES[i][1]}"], i))
-    mode, c = CANDIDATES[best]
-    temperature = fit_temperature(*held[(mode, c)])
-    if (mode, c) in on_all_labels:
-        head = on_all_labels[(mode, c)]
+    scores = {_name(*key): _balanced_accuracy(lg, y, n_classes) for key, (lg, y) in held.items()}
+    # Ties go to the pool-graph read-out (listed last), then to stronger regularisation, and to all
+    # features over one block (listed first).
+    best = max(range(len(candidates)), key=lambda i: (scores[_name(*candidates[i])], i % len(CANDIDATES), -i))
+    mode, c, span = candidates[best]
+    temperature = fit_temperature(*held[(mode, c, span)])
+    if (mode, c, span) in on_all_labels:
+        head = on_all_labels[(mode, c, span)]
         head.temperature = temperature
         head.info["temperature"] = round(temperature, 4)
     else:
-        head = _fit(mode, c, pool_features, graph, labelled_pos, labels, n_classes, temperature)
-    info = {"mode": mode, "c": c, "temperature": round(temperature, 4), "held_out": how, "scores": scores}
+        head = _fit(mode, c, pool_features, graph, labelled_pos, labels, n_classes, temperature, block=span)
+    info: dict[str, object] = {
+        "mode": mode,
+        "c": c,
+        "temperature": round(temperature, 4),
+        "held_out": how,
+        "scores": scores,
+    }
+    if span is not None:
+        info["block"] = list(span)
     return FeatureLearner(head, mode, info)
 
 
@@ -350,7 +384,9 @@ def fit_challenger(
         return None
     graph = graph or PoolGraph.build(pool_features)
     c = float(learner.info["c"])  # type: ignore[arg-type]
-    head = _fit(learner.mode, c, pool_features, graph, labelled_pos[train], labels[train], n_classes)
+    block = learner.info.get("block")
+    span = (int(block[0]), int(block[1])) if isinstance(block, list) else None
+    head = _fit(learner.mode, c, pool_features, graph, labelled_pos[train], labels[train], n_classes, block=span)
     # Progress: the held-out fits take the first half, the winner's fit on every label the second.
     share = 0.5 / len(names)
     held_out = {

@@ -45,6 +45,12 @@ PROBE_STEPS = 10
 # epochs a small encoder matched two crops of a cluttered RGB image by their colours; a full hue turn
 # and grayscale on half the views leave it the shapes. The GPU setting keeps what was measured on
 # the H100 until it is measured again.
+#
+# "patches": the features are SimCLR's side by side with a k-means patch representation of the pool
+# (models.patches, seconds to learn). Added on 2026-12-04 after the CPU setting's SimCLR stayed near
+# chance on a held-out cluttered RGB set (symbols10k-rgb: a head with 1,000 random labels 0.18 on
+# SimCLR alone, 0.48 with the patch block) and it helped on MNIST-5k too (100 labels 0.924 -> 0.939);
+# benchmarks/results/representation_joint.md. Not measured on a GPU; it is on there for one design.
 SETTINGS: dict[str, dict[str, Any]] = {
     "cpu": {
         "widths": (32, 64, 128),
@@ -53,6 +59,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "batch_size": 256,
         "temperature": 0.5,
         "colour": {"strength": 1.0, "hue": 0.5, "grayscale_p": 0.5},
+        "patches": True,
     },
     "cuda": {
         "widths": (64, 128, 256),
@@ -61,6 +68,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "batch_size": 512,
         "temperature": 0.2,
         "colour": {"strength": 0.8, "hue": 0.2, "grayscale_p": 0.2},
+        "patches": True,
     },
 }
 
@@ -71,6 +79,7 @@ def setting_tag(setting: dict[str, Any]) -> str:
     return (
         f"{'-'.join(map(str, setting['widths']))}-{setting['epochs']}"
         f"-t{setting['temperature']}-c{colour['strength']}-{colour['hue']}-{colour['grayscale_p']}"
+        + ("-patches" if setting.get("patches") else "")
     )
 
 
@@ -81,6 +90,16 @@ def setting_for(device_type: str, epochs: int | None = None) -> dict[str, Any]:
     if epochs is not None:
         setting["epochs"] = epochs
     return setting
+
+
+def feature_blocks(setting: dict[str, Any]) -> list[int] | None:
+    """The sizes of the blocks a setting's features are made of, in column order (SimCLR's, then the
+    patch features'); None for SimCLR's alone."""
+    if not setting.get("patches"):
+        return None
+    from models.patches import OUT_DIM
+
+    return [int(setting["widths"][-1]), OUT_DIM]
 
 
 def _uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Tensor:
@@ -244,6 +263,8 @@ class SimCLR:
         mixed_precision: run the encoder's forward and backward in bfloat16 autocast (the loss in
             float32); None: on a GPU, off on a CPU. bfloat16 needs no loss scaling.
         augmentation: how two views of a batch are drawn; None: `default_augmentation()`.
+        patches: learn a patch representation (models.patches) first and make the encoder a
+            JointEncoder of both; the time budget covers both.
     """
 
     def __init__(
@@ -260,6 +281,7 @@ class SimCLR:
         device: torch.device | None = None,
         mixed_precision: bool | None = None,
         augmentation: Augmentation | None = None,
+        patches: bool = False,
     ) -> None:
         self.widths = tuple(widths)
         self.projection_dim = projection_dim
@@ -272,7 +294,8 @@ class SimCLR:
         self.device = device
         self.mixed_precision = mixed_precision
         self.augmentation = augmentation
-        self.encoder: ConvEncoder | None = None
+        self.patches = patches
+        self.encoder: nn.Module | None = None
         self.history: SimCLRHistory | None = None
 
     @classmethod
@@ -288,11 +311,22 @@ class SimCLR:
             seed=seed,
             device=device,
             augmentation=default_augmentation(**setting["colour"]),
+            patches=bool(setting.get("patches", False)),
         )
 
     def fit(self, x: Pixels, *, progress: ProgressFn | None = None) -> SimCLR:
         """Trains on every image of x: [N, C, S, S] float32 in [0, 1]. Returns self."""
         device = self.device or select_device()
+        report = progress or (lambda fraction: None)
+        started = time.monotonic()
+        patch_encoder = None
+        # The patch block is learned first: it takes seconds, and what it took comes off SimCLR's budget.
+        patch_share = 0.1 if self.patches else 0.0
+        if self.patches:
+            from models.patches import fit_patch_encoder
+
+            patch_encoder = fit_patch_encoder(x, seed=self.seed, device=device, progress=lambda f: report(0.1 * f))
+        budget = None if self.time_budget_s is None else max(0.0, self.time_budget_s - (time.monotonic() - started))
         seed_everything(self.seed)
         gen = torch.Generator().manual_seed(self.seed)
         encoder = ConvEncoder(x.shape[1], self.widths).to(device)
@@ -311,7 +345,7 @@ class SimCLR:
         # The budget is planned in steps, after a short probe, not after the first epoch: one epoch
         # of a million-image pool is most of an hour on a CPU, far past any budget.
         probe = min(steps_per_epoch, PROBE_STEPS)
-        started = time.monotonic()
+        conv_started = time.monotonic()
         losses: list[float] = []
         step = 0
         encoder.train()
@@ -339,22 +373,21 @@ class SimCLR:
                 running += float(loss.detach())
                 taken += 1
                 step += 1
-                if self.time_budget_s is not None and step in (probe, steps_per_epoch):
+                if budget is not None and step in (probe, steps_per_epoch):
                     # Planned again at the end of the first epoch, which no longer counts warm-up alone.
-                    per_step = (time.monotonic() - started) / step
-                    fits = int(self.time_budget_s / max(per_step, 1e-6))
+                    per_step = (time.monotonic() - conv_started) / step
+                    fits = int(budget / max(per_step, 1e-6))
                     total = max(step, min(self.epochs * steps_per_epoch, fits))
-                if progress is not None and step % 5 == 0:
-                    progress(min(step / total, 1.0))
+                if step % 5 == 0:
+                    report(patch_share + (1 - patch_share) * min(step / total, 1.0))
             losses.append(running / max(taken, 1))
             epoch += 1
         encoder.eval()
-        self.encoder = encoder
+        self.encoder = encoder if patch_encoder is None else JointEncoder.fitted(encoder, patch_encoder, x)
         self.history = SimCLRHistory(
             losses=losses, seconds=time.monotonic() - started, epochs=epoch, steps=step, steps_per_epoch=steps_per_epoch
         )
-        if progress is not None:
-            progress(1.0)
+        report(1.0)
         return self
 
     @torch.no_grad()
@@ -363,6 +396,87 @@ class SimCLR:
         if self.encoder is None:
             raise RuntimeError("SimCLR.transform before fit")
         return encode(self.encoder, x, batch_size=batch_size)
+
+
+class JointEncoder(nn.Module):
+    """SimCLR's encoder and a patch encoder side by side: [B, C, S, S] -> [B, conv + patch dims].
+
+    Each block is scaled to unit total variance over the pool (the conv block after standardising each
+    feature), so neither dominates the distances that the kNN graph and the latent strategies read.
+    """
+
+    def __init__(self, conv: ConvEncoder, patches: Any) -> None:
+        super().__init__()
+        self.conv = conv
+        self.patches = patches
+        self.in_channels = conv.in_channels
+        self.out_dim = conv.out_dim + patches.out_dim
+        self.register_buffer("conv_mean", torch.zeros(conv.out_dim))
+        self.register_buffer("conv_scale", torch.ones(conv.out_dim))
+        self.register_buffer("patch_scale", torch.ones(()))
+
+    @classmethod
+    @torch.no_grad()
+    def fitted(cls, conv: ConvEncoder, patches: Any, pool: Pixels, *, sample: int = 10_000) -> JointEncoder:
+        """The joint encoder with its block scales measured on up to `sample` pool images."""
+        joint = cls(conv, patches).to(module_device(conv))
+        rows = np.linspace(0, len(pool) - 1, min(len(pool), sample)).round().astype(np.int64)
+        f = torch.as_tensor(encode(conv, _Rows(pool, rows)), dtype=torch.float64)
+        g = torch.as_tensor(encode(patches, _Rows(pool, rows)), dtype=torch.float64)
+        std = f.std(0, unbiased=False) + 1e-6
+        # A feature constant over the pool (a dead unit) stays zero and does not count.
+        live = ((f - f.mean(0)) / std).var(0, unbiased=False).sum().clamp(min=1e-6)
+        joint.conv_mean.copy_(f.mean(0))
+        joint.conv_scale.copy_(std * live.sqrt())
+        joint.patch_scale.copy_(g.var(0, unbiased=False).sum().sqrt().clamp(min=1e-6))
+        return joint.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv = (self.conv(x) - self.conv_mean) / self.conv_scale
+        return torch.cat([conv, self.patches(x) / self.patch_scale], dim=1)
+
+
+class _Rows:
+    """Rows `rows` of a pool, read a batch at a time (what `encode` needs: len and slicing)."""
+
+    def __init__(self, pool: Pixels, rows: np.ndarray) -> None:
+        self.pool, self.rows = pool, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        return np.asarray(self.pool[self.rows[key]], dtype=np.float32)
+
+
+def encoder_config(encoder: nn.Module) -> dict[str, Any]:
+    """What rebuilds `encoder`'s architecture (`build_encoder`), to save beside its state dict."""
+    from models.patches import PatchEncoder
+
+    if isinstance(encoder, JointEncoder):
+        return {"kind": "joint", "conv": encoder_config(encoder.conv), "patches": encoder_config(encoder.patches)}
+    if isinstance(encoder, PatchEncoder):
+        return {"kind": "patches", **encoder.config()}
+    if isinstance(encoder, ConvEncoder):
+        return {"kind": "conv", "in_channels": encoder.in_channels, "widths": list(encoder.widths)}
+    raise TypeError(f"not a representation encoder: {type(encoder).__name__}")
+
+
+def build_encoder(config: dict[str, Any]) -> nn.Module:
+    """An untrained encoder of the architecture `encoder_config` described (load its state dict into
+    it). A config without "kind" is a plain SimCLR encoder, as saved before joint encoders existed."""
+    from models.patches import PatchEncoder
+
+    kind = config.get("kind", "conv")
+    if kind == "joint":
+        return JointEncoder(build_encoder(config["conv"]), build_encoder(config["patches"]))
+    if kind == "patches":
+        return PatchEncoder(
+            config["in_channels"], config["image_size"], n_centroids=config["n_centroids"], out_dim=config["out_dim"]
+        )
+    if kind == "conv":
+        return ConvEncoder(config["in_channels"], config["widths"])
+    raise ValueError(f"unknown encoder kind {kind!r}")
 
 
 def to_device(batch: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -374,9 +488,16 @@ def to_device(batch: np.ndarray, device: torch.device) -> torch.Tensor:
     return tensor.pin_memory().to(device, non_blocking=True)
 
 
+def module_device(module: nn.Module) -> torch.device:
+    """Where a module lives, from its parameters or, for one that only holds buffers, its buffers."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
 @torch.no_grad()
-def encode(encoder: ConvEncoder, x: Pixels, *, batch_size: int = 512) -> np.ndarray:
-    device = next(encoder.parameters()).device
+def encode(encoder: nn.Module, x: Pixels, *, batch_size: int = 512) -> np.ndarray:
+    device = module_device(encoder)
     encoder.eval()
     # Features stay float32 (no autocast): rounds compare features encoded at different times.
     out = [encoder(to_device(x[i : i + batch_size], device)).cpu().numpy() for i in range(0, len(x), batch_size)]

@@ -225,12 +225,14 @@ def run_one(
     labelled = list(rng.choice(len(pool_y), size=min(config.initial, len(pool_y)), replace=False))
     synthetic_labels: list[int] = []
     vae = latents = oracle = None
-    features = test_features = graph = None
+    features = test_features = graph = blocks = None
     if config.learner == "simclr":
         from models.learner import PoolGraph
+        from models.representation import feature_blocks
 
         features, test_features = representation_for(data, config, cache)
         graph = PoolGraph.build(features)
+        blocks = feature_blocks(_representation_setting(config))
     rows: list[dict[str, Any]] = []
     challenger = None
     for round_index in range(config.rounds + 1):
@@ -269,6 +271,7 @@ def run_one(
             eval_features=test_features,
             graph=graph,
             challenger=challenger,
+            feature_blocks=blocks,
         )
         rows.append(
             {

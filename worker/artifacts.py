@@ -74,15 +74,15 @@ def save_index(storage: Storage, key: str, index: LatentIndex) -> None:
 def save_challenger(storage: Storage, key: str, challenger: Any, *, image_size: int, n_classes: int) -> None:
     """A models.learner.Challenger: its networks as state dicts with what rebuilds them, its verdict."""
     from models.nets.classifier import SmallCNN
+    from models.representation import encoder_config
 
     networks: dict[str, Any] = {}
     for name, network in challenger.networks.items():
         state = {k: v.cpu() for k, v in network.state_dict().items()}
         if isinstance(network, SmallCNN):
             config = {"kind": "cnn", "in_channels": network.in_channels, "width": network.width}
-        else:  # models.nets.fine_tuned.FineTuned over a ConvEncoder
-            encoder = network.encoder
-            config = {"kind": "fine-tuned", "in_channels": encoder.in_channels, "widths": list(encoder.widths)}
+        else:  # models.nets.fine_tuned.FineTuned over the representation's encoder
+            config = {"kind": "fine-tuned", "encoder": encoder_config(network.encoder)}
         networks[name] = {"config": config, "state_dict": state}
     buf = io.BytesIO()
     torch.save(
@@ -107,7 +107,7 @@ def load_challenger(storage: Storage, key: str, device: torch.device, *, image_s
     from models.learner import Challenger
     from models.nets.classifier import SmallCNN
     from models.nets.fine_tuned import FineTuned
-    from models.representation import ConvEncoder
+    from models.representation import build_encoder
 
     payload: dict[str, Any] = torch.load(io.BytesIO(storage.get(key)), map_location=device, weights_only=True)
     if payload["image_size"] != image_size or payload["n_classes"] != n_classes:
@@ -118,9 +118,11 @@ def load_challenger(storage: Storage, key: str, device: torch.device, *, image_s
         if config["kind"] == "cnn":
             network: torch.nn.Module = SmallCNN(config["in_channels"], n_classes, config["width"])
         else:
-            dim = config["widths"][-1]
+            # Saved before joint encoders: the ConvEncoder's config sat in the network's own.
+            encoder = build_encoder(config.get("encoder", config | {"kind": "conv"}))
+            dim = encoder.out_dim
             network = FineTuned(
-                ConvEncoder(config["in_channels"], config["widths"]),
+                encoder,
                 np.zeros((n_classes, dim), np.float32),
                 np.zeros(n_classes, np.float32),
                 np.zeros(dim, np.float32),

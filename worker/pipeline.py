@@ -437,6 +437,7 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
         graph=graph,
         encoder=encoder,
         challenger=challenger,
+        feature_blocks=representation_info.get("blocks"),
     )
     if built.get("index") is not None:
         key = artifact_key(inputs.project_id, inputs.round_id, "candidate-index.faiss")
@@ -651,7 +652,7 @@ def _representation(
     are encoded now; a pool that changed by more than the refresh fraction asks for a new one.
     The last item is the representation's features artifact when the pool features are exactly its
     rows (the round can point at it instead of storing a copy), else None."""
-    from models.representation import encode
+    from models.representation import JointEncoder, encode
     from worker.representation import load_features
 
     project = inputs.settings
@@ -694,6 +695,8 @@ def _representation(
     info = {
         "kind": "simclr",
         "id": inputs.representation_id,
+        # SimCLR's and the patch features' widths, for a joint encoder: the head may read one alone.
+        "blocks": [encoder.conv.out_dim, encoder.patches.out_dim] if isinstance(encoder, JointEncoder) else None,
         "encoded_now": encoded,
         "pool_changed": round(changed, 4),
         "refresh_requested": requested,

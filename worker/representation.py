@@ -1,4 +1,5 @@
-"""The background job that learns a project's representation (SimCLR) from every pool image.
+"""The background job that learns a project's representation (SimCLR beside k-means patch features)
+from every pool image.
 
 It never runs on a round's critical path: rounds use the newest ready representation and request a
 new one when the pool has changed by more than the project's refresh fraction.
@@ -40,13 +41,11 @@ def _key(project_id: int, representation_id: int, name: str) -> str:
 def save_encoder(storage: Storage, key: str, encoder: Any) -> None:
     import torch
 
+    from models.representation import encoder_config
+
     buf = io.BytesIO()
     torch.save(
-        {
-            "config": {"in_channels": encoder.in_channels, "widths": list(encoder.widths)},
-            "state_dict": {k: v.cpu() for k, v in encoder.state_dict().items()},
-        },
-        buf,
+        {"config": encoder_config(encoder), "state_dict": {k: v.cpu() for k, v in encoder.state_dict().items()}}, buf
     )
     storage.put(key, buf.getvalue())
 
@@ -54,10 +53,10 @@ def save_encoder(storage: Storage, key: str, encoder: Any) -> None:
 def load_encoder(storage: Storage, key: str, device: Any) -> Any:
     import torch
 
-    from models.representation import ConvEncoder
+    from models.representation import build_encoder
 
     payload = torch.load(io.BytesIO(storage.get(key)), map_location=device, weights_only=True)
-    encoder = ConvEncoder(payload["config"]["in_channels"], payload["config"]["widths"]).to(device)
+    encoder = build_encoder(payload["config"]).to(device)
     encoder.load_state_dict(payload["state_dict"])
     encoder.eval()
     return encoder
@@ -157,6 +156,7 @@ def train_representation(representation_id: int, settings: Settings) -> None:
                 "seconds": round(time.monotonic() - started, 1),
                 "loss_first_last": [round(history.losses[0], 4), round(history.losses[-1], 4)],
                 "widths": list(setting["widths"]),
+                "patches": bool(setting.get("patches", False)),
                 "feature_dim": int(features.shape[1]),
             }
             with session_scope(settings) as session:

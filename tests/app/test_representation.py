@@ -71,7 +71,12 @@ def test_representation_trains_in_the_background_and_rounds_select_in_it(sqlite_
             "encoded_now": 0,
             "pool_changed": 0.0,
             "refresh_requested": None,
+            # The worker's encoder is SimCLR's beside the patch features; the head may read either.
+            "blocks": [ready["metrics"]["widths"][-1], 128],
         }
+        assert ready["metrics"]["patches"] is True and ready["metrics"]["feature_dim"] == sum(
+            metrics["representation"]["blocks"]
+        )
         assert metrics["learner"]["mode"] in ("supervised", "propagated")
         assert metrics["learner"]["held_out"] == "validation"
         assert metrics["vae"]["trained"] is False and metrics["accuracy"] is not None

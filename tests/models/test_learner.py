@@ -147,6 +147,35 @@ def test_a_validation_split_chooses_the_read_out() -> None:
     assert (learner.predict_proba(x[160:]).argmax(1) == y[160:]).mean() > 0.95
 
 
+@pytest.mark.parametrize("informative_first", [True, False])
+def test_the_learner_reads_the_block_of_a_joint_representation_that_carries_the_class(informative_first: bool) -> None:
+    # One block separates the classes; the other, 32 times wider, is noise, which a head on all
+    # features must learn to ignore from 24 labels. The learner keeps the block that holds on held-out labels.
+    x, y = _blobs(150, n_classes=4, dim=8, spread=2.5, seed=3)
+    noise = np.random.default_rng(4).normal(0, 1, (len(y), 256)).astype(np.float32)
+    features = np.hstack([x, noise] if informative_first else [noise, x])
+    blocks = [8, 256] if informative_first else [256, 8]
+    span = [0, 8] if informative_first else [256, 264]
+    labelled = np.concatenate([np.flatnonzero(y == c)[:6] for c in range(4)])
+    rest = np.setdiff1d(np.arange(len(y)), labelled)
+    learner = fit_learner(features, labelled, y[labelled], 4, seed=0, blocks=blocks)
+    assert learner.info["block"] == span
+    outside = np.ones(264, dtype=bool)
+    outside[slice(*span)] = False
+    assert not learner.head.weight[:, outside].any()
+    assert any("@features[" in name for name in learner.info["scores"])  # type: ignore[union-attr]
+    on_all = fit_learner(features, labelled, y[labelled], 4, seed=0)
+    assert "block" not in on_all.info and all("@features[" not in n for n in on_all.info["scores"])  # type: ignore[union-attr]
+    accuracy = (learner.predict_proba(features[rest]).argmax(1) == y[rest]).mean()
+    assert accuracy > (on_all.predict_proba(features[rest]).argmax(1) == y[rest]).mean() + 0.05
+    # A validation split chooses the block the same way.
+    held = rest[:80]
+    validated = fit_learner(features, labelled, y[labelled], 4, validation=(features[held], y[held]), blocks=blocks)
+    assert validated.info["held_out"] == "validation" and validated.info["block"] == span
+    # Block sizes that do not add up to the features are ignored rather than misread.
+    assert "block" not in fit_learner(features, labelled, y[labelled], 4, seed=0, blocks=[8, 8]).info
+
+
 def test_snn_climbs_the_head_in_feature_space() -> None:
     x, y = _blobs(50, spread=3.0)  # overlapping classes: no labelled loss is saturated at zero
     labelled = np.arange(40)
@@ -438,6 +467,7 @@ def test_each_device_setting_builds_its_own_encoder_and_cache_name() -> None:
     assert SimCLR.from_setting(gpu, seed=0).temperature == 0.2
     # Features cached under one setting are never read back as another's.
     assert setting_tag(cpu) != setting_tag(gpu) != setting_tag(setting_for("cuda", epochs=10))
+    assert model.patches and setting_tag(cpu) != setting_tag(cpu | {"patches": False})
     # A caller's edits stay its own.
     cpu["colour"]["hue"] = 0.0
     assert setting_for("cpu")["colour"]["hue"] == 0.5

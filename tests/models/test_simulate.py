@@ -25,6 +25,7 @@ def test_skipped_curves_are_not_run_and_the_rest_match_a_full_run() -> None:
 
 
 def test_a_simulation_learns_the_representation_a_project_would_get_on_this_device(tmp_path) -> None:
+    from models.patches import OUT_DIM
     from models.representation import setting_for, setting_tag
     from models.simulate import representation_for
     from models.training import select_device
@@ -33,9 +34,10 @@ def test_a_simulation_learns_the_representation_a_project_would_get_on_this_devi
     setting = setting_for(select_device().type, epochs=1)
     pool, test = representation_for(data, SimulationConfig(strategies=[], representation_epochs=1), tmp_path)
 
-    # The worker's encoder for this device: its last width is the feature size, and the cache is
-    # named by the whole setting, so a GPU run never reuses a CPU run's features.
-    assert pool.shape == (len(data.pool_y), setting["widths"][-1]) and test.shape[0] == len(data.test_y)
+    # The worker's encoder for this device: SimCLR's last width beside the patch block is the feature
+    # size, and the cache is named by the whole setting, so a GPU run never reuses a CPU run's features.
+    assert setting["patches"]
+    assert pool.shape == (len(data.pool_y), setting["widths"][-1] + OUT_DIM) and test.shape[0] == len(data.test_y)
     assert [p.name for p in tmp_path.iterdir()] == [f"simclr-digits-{len(data.pool_y)}-{setting_tag(setting)}.npz"]
     assert setting_tag(setting).startswith("-".join(map(str, setting["widths"])) + "-1-")
 
