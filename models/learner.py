@@ -212,14 +212,14 @@ def _fit(
 Span = tuple[int, int] | None  # columns [start, stop) of one block; None: every feature
 
 
-def _candidates(blocks: Sequence[int] | None, n_features: int) -> list[tuple[str, float, Span]]:
-    """Every read-out of CANDIDATES on all features; on a joint representation of several blocks
-    (their sizes, in column order), on each block alone as well."""
+def _spans(blocks: Sequence[int] | None, n_features: int) -> list[Span]:
+    """Every feature (None), then, for a joint representation of several blocks (their sizes, in
+    column order), each block alone."""
     spans: list[Span] = [None]
     if blocks is not None and len(blocks) > 1 and sum(blocks) == n_features:
         ends = np.cumsum(blocks)
         spans += [(int(end - size), int(end)) for size, end in zip(blocks, ends, strict=True)]
-    return [(mode, c, span) for span in spans for mode, c in CANDIDATES]
+    return spans
 
 
 def _name(mode: str, c: float, span: Span) -> str:
@@ -248,8 +248,9 @@ def fit_learner(
             stratified k-fold over the labels is the held-out set.
         graph: the pool's kNN graph (built here when not given; cache it across rounds).
         blocks: the sizes of the blocks a joint representation's features are made of (SimCLR's,
-            then the patch features'); each read-out is also tried on each block alone, since on
-            some data one block carries the class and the other only adds noise to few labels.
+            then the patch features'). The head may then read one block alone, when that holds
+            better on the held-out labels: on some data one block carries the class and the other
+            only adds noise to few labels.
     """
     labels = np.asarray(labels, dtype=np.int64)
     labelled_pos = np.asarray(labelled_pos, dtype=np.int64)
@@ -257,16 +258,13 @@ def fit_learner(
         head = fit_head(pool_features[labelled_pos], labels, n_classes, pool_features=pool_features, c_grid=(0.3,))
         return FeatureLearner(head, "supervised", {"mode": "supervised", "head": head.info})
     graph = graph or PoolGraph.build(pool_features)
-    candidates = _candidates(blocks, pool_features.shape[1])
     held: dict[tuple[str, float, Span], tuple[np.ndarray, np.ndarray]] = {}
     # Heads fitted on every label (validation is held out): the winner is the final head as it is.
     on_all_labels: dict[tuple[str, float, Span], LinearHead] = {}
-    if validation is not None and len(validation[1]) >= 2 * n_classes:
+    use_validation = validation is not None and len(validation[1]) >= 2 * n_classes
+    if use_validation:
+        assert validation is not None
         yv = np.asarray(validation[1], dtype=np.int64)
-        for mode, c, span in candidates:
-            head = _fit(mode, c, pool_features, graph, labelled_pos, labels, n_classes, block=span)
-            held[(mode, c, span)] = (head.logits(validation[0]), yv)
-            on_all_labels[(mode, c, span)] = head
         how = "validation"
     else:
         counts = np.bincount(labels, minlength=n_classes)
@@ -278,18 +276,39 @@ def fit_learner(
             return FeatureLearner(head, "propagated", info)
         parts = _folds(labels, k, seed)
         order = np.concatenate(parts)
-        for mode, c, span in candidates:
+        how = f"{k}-fold cross-validation"
+
+    def judge(keys: list[tuple[str, float, Span]]) -> None:
+        for mode, c, span in keys:
+            if (mode, c, span) in held:
+                continue
+            if use_validation:
+                head = _fit(mode, c, pool_features, graph, labelled_pos, labels, n_classes, block=span)
+                held[(mode, c, span)] = (head.logits(validation[0]), yv)  # type: ignore[index]
+                on_all_labels[(mode, c, span)] = head
+                continue
             logits = []
             for fold in parts:
                 train = np.setdiff1d(np.arange(len(labels)), fold)
                 head = _fit(mode, c, pool_features, graph, labelled_pos[train], labels[train], n_classes, block=span)
                 logits.append(head.logits(pool_features[labelled_pos[fold]]))
             held[(mode, c, span)] = (np.concatenate(logits), labels[order])
-        how = f"{k}-fold cross-validation"
-    scores = {_name(*key): _balanced_accuracy(lg, y, n_classes) for key, (lg, y) in held.items()}
-    # Ties go to the pool-graph read-out (listed last), then to stronger regularisation, and to all
-    # features over one block (listed first).
-    best = max(range(len(candidates)), key=lambda i: (scores[_name(*candidates[i])], i % len(CANDIDATES), -i))
+
+    def score(key: tuple[str, float, Span]) -> float:
+        return _balanced_accuracy(*held[key], n_classes)
+
+    # Which features the head reads is judged first, by the cheapest read-out on each (all features
+    # win ties); the read-outs are then compared on those features alone. Every read-out on every
+    # block would cost two to three times as long a fit (23.6 s of CPU instead of 9.1 s for 1,000
+    # labels of shapes10k), on every round.
+    spans = _spans(blocks, pool_features.shape[1])
+    judge([(CANDIDATES[0][0], CANDIDATES[0][1], span) for span in spans])
+    chosen_span = max(range(len(spans)), key=lambda i: (score((*CANDIDATES[0], spans[i])), -i))
+    candidates = [(mode, c, spans[chosen_span]) for mode, c in CANDIDATES]
+    judge(candidates)
+    scores = {_name(*key): score(key) for key in held}
+    # Ties go to the pool-graph read-out (listed last), then to stronger regularisation.
+    best = max(range(len(candidates)), key=lambda i: (scores[_name(*candidates[i])], i))
     mode, c, span = candidates[best]
     temperature = fit_temperature(*held[(mode, c, span)])
     if (mode, c, span) in on_all_labels:
