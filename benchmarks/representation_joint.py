@@ -42,7 +42,7 @@ def main() -> int:
 
     from models.learner import PoolGraph, fit_learner
     from models.representation import feature_blocks
-    from models.simulate import _representation_setting, representation_for
+    from models.simulate import _representation_setting, representation_cache, representation_for
 
     budgets = [int(b) for b in args.budgets.split(",")]
     print("# The joint representation: SimCLR beside k-means patch features, and the learner's choice of block")
@@ -57,13 +57,16 @@ def main() -> int:
         data = load_simulation_data(name)
         config = SimulationConfig(strategies=["random"])
         started = time.monotonic()
+        cached = representation_cache(data, config, args.cache)
+        was_cached = cached is not None and cached.is_file()
         pool, test = representation_for(data, config, args.cache)
-        seconds = time.monotonic() - started
+        made = "read from the cache" if was_cached else f"trained in {time.monotonic() - started:.0f} s"
         blocks = feature_blocks(_representation_setting(config))
         assert blocks is not None and sum(blocks) == pool.shape[1], "the setting has no patch block"
         columns = {"conv": slice(0, blocks[0]), "patches": slice(blocks[0], None), "joint": slice(None)}
         print()
-        print(f"## {name} (pool {len(pool)}, test {len(test)}; features {blocks[0]} + {blocks[1]}; {seconds:.0f} s)")
+        sizes = f"pool {len(pool)}, test {len(test)}; features {blocks[0]} + {blocks[1]}"
+        print(f"## {name} ({sizes}; representation {made})")
         print()
         print("| labels | " + " | ".join(v[0] for v in VARIANTS) + " | block chosen (seed by seed) |")
         print("|---" * (len(VARIANTS) + 2) + "|")
