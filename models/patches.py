@@ -30,6 +30,8 @@ WHITEN_EPS = 0.1
 # Brightness/contrast normalisation: the paper adds 10 to the variance of 0..255 pixels.
 NORM_EPS = 10 / 255**2
 KMEANS_ITERATIONS = 10
+# Images whose patch-to-centroid distances are computed at once.
+POOLED_BATCH = 64
 
 
 def geometry(image_size: int) -> tuple[int, int]:
@@ -85,6 +87,10 @@ class PatchEncoder(nn.Module):
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """[B, 4K] triangle activations summed over the four quadrants of the patch grid."""
+        if len(x) > POOLED_BATCH:
+            # Every patch's distance to every centroid is held at once: 64 images of 28x28 are 54 MB
+            # a temporary, where an encoding batch of 512 would take over 1 GB at its peak.
+            return torch.cat([self.pooled(x[i : i + POOLED_BATCH]) for i in range(0, len(x), POOLED_BATCH)])
         u, side = self.whitened_patches(x)
         c = self.centroids
         squared = (u * u).sum(-1, keepdim=True) - 2 * u @ c.T + (c * c).sum(-1)
