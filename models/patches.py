@@ -70,6 +70,8 @@ class PatchEncoder(nn.Module):
         self.register_buffer("pooled_mean", torch.zeros(pooled))
         self.register_buffer("pooled_scale", torch.ones(pooled))
         self.register_buffer("projection", torch.zeros(pooled, out_dim))
+        # The features' total variance over the pool sample the projection was fitted on.
+        self.register_buffer("total_variance", torch.ones(()))
 
     def config(self) -> dict[str, int]:
         return {
@@ -188,7 +190,8 @@ def fit_patch_encoder(
     z = torch.cat(pooled)
     mean_z, scale_z = z.mean(0), z.std(0, unbiased=False) + 1e-6
     z = (z - mean_z) / scale_z
-    values, vectors = torch.linalg.eigh(torch.cov(z.T))
+    # The population covariance: its top eigenvalues are the features' variances over the sample.
+    values, vectors = torch.linalg.eigh(z.T @ z / len(z))
     keep = min(out_dim, len(values))
     top = torch.argsort(values, descending=True)[:keep]
     projection = torch.zeros(z.shape[1], out_dim, dtype=torch.float64)
@@ -196,5 +199,6 @@ def fit_patch_encoder(
     encoder.pooled_mean.copy_(mean_z.float())
     encoder.pooled_scale.copy_(scale_z.float())
     encoder.projection.copy_(projection.float())
+    encoder.total_variance.copy_(values[top].clamp(min=0).sum().float())
     report(1.0)
     return encoder.eval()

@@ -418,17 +418,18 @@ class JointEncoder(nn.Module):
     @classmethod
     @torch.no_grad()
     def fitted(cls, conv: ConvEncoder, patches: Any, pool: Pixels, *, sample: int = 10_000) -> JointEncoder:
-        """The joint encoder with its block scales measured on up to `sample` pool images."""
+        """The joint encoder with its block scales: SimCLR's measured on up to `sample` pool images,
+        the patch block's known from its projection's fit (encoding the pool's patches again for it
+        would cost as long as learning them)."""
         joint = cls(conv, patches).to(module_device(conv))
         rows = np.linspace(0, len(pool) - 1, min(len(pool), sample)).round().astype(np.int64)
         f = torch.as_tensor(encode(conv, _Rows(pool, rows)), dtype=torch.float64)
-        g = torch.as_tensor(encode(patches, _Rows(pool, rows)), dtype=torch.float64)
         std = f.std(0, unbiased=False) + 1e-6
         # A feature constant over the pool (a dead unit) stays zero and does not count.
         live = ((f - f.mean(0)) / std).var(0, unbiased=False).sum().clamp(min=1e-6)
         joint.conv_mean.copy_(f.mean(0))
         joint.conv_scale.copy_(std * live.sqrt())
-        joint.patch_scale.copy_(g.var(0, unbiased=False).sum().sqrt().clamp(min=1e-6))
+        joint.patch_scale.copy_(patches.total_variance.sqrt().clamp(min=1e-6))
         return joint.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
