@@ -15,6 +15,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +33,24 @@ VARIANTS = (
 )
 
 
+def joint_representation(name: str, cache: Path) -> tuple[Any, np.ndarray, np.ndarray, list[int], str]:
+    """The dataset, its pool and test features in this device's setting (trained, or read from the
+    cache), the setting's block sizes, and how the features were had."""
+    from models.representation import feature_blocks
+    from models.simulate import _representation_setting, representation_cache, representation_for
+
+    data = load_simulation_data(name)
+    config = SimulationConfig(strategies=["random"])
+    started = time.monotonic()
+    cached = representation_cache(data, config, cache)
+    was_cached = cached is not None and cached.is_file()
+    pool, test = representation_for(data, config, cache)
+    made = "read from the cache" if was_cached else f"trained in {time.monotonic() - started:.0f} s"
+    blocks = feature_blocks(_representation_setting(config))
+    assert blocks is not None and sum(blocks) == pool.shape[1], "the setting has no patch block"
+    return data, pool, test, list(blocks), made
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default="shapes10k,mnist5k,symbols10k-rgb")
@@ -41,8 +60,6 @@ def main() -> int:
     args = parser.parse_args()
 
     from models.learner import PoolGraph, fit_learner
-    from models.representation import feature_blocks
-    from models.simulate import _representation_setting, representation_cache, representation_for
 
     budgets = [int(b) for b in args.budgets.split(",")]
     print("# The joint representation: SimCLR beside k-means patch features, and the learner's choice of block")
@@ -54,15 +71,7 @@ def main() -> int:
         "mean ± 95% interval over seeds. Representation: this device's setting, as a project gets it."
     )
     for name in args.datasets.split(","):
-        data = load_simulation_data(name)
-        config = SimulationConfig(strategies=["random"])
-        started = time.monotonic()
-        cached = representation_cache(data, config, args.cache)
-        was_cached = cached is not None and cached.is_file()
-        pool, test = representation_for(data, config, args.cache)
-        made = "read from the cache" if was_cached else f"trained in {time.monotonic() - started:.0f} s"
-        blocks = feature_blocks(_representation_setting(config))
-        assert blocks is not None and sum(blocks) == pool.shape[1], "the setting has no patch block"
+        data, pool, test, blocks, made = joint_representation(name, args.cache)
         columns = {"conv": slice(0, blocks[0]), "patches": slice(blocks[0], None), "joint": slice(None)}
         print()
         sizes = f"pool {len(pool)}, test {len(test)}; features {blocks[0]} + {blocks[1]}"

@@ -256,6 +256,15 @@ def fit_head(
     )
 
 
+def balanced_log_loss(logits: np.ndarray, y: np.ndarray, n_classes: int) -> float:
+    """Mean over classes of the held-out negative log-likelihood, after the temperature that fits
+    these logits best (so a read-out is not judged on its scale, which calibration fixes anyway)."""
+    p = _softmax(logits / fit_temperature(logits, y))
+    nll = -np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1))
+    per_class = [float(nll[y == c].mean()) for c in range(n_classes) if (y == c).any()]
+    return float(np.mean(per_class)) if per_class else 0.0
+
+
 def _balanced_accuracy(logits: np.ndarray, y: np.ndarray, n_classes: int) -> float:
     predicted = logits.argmax(1)
     per_class = [float((predicted[y == c] == c).mean()) for c in range(n_classes) if (y == c).any()]

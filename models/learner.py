@@ -26,7 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from models.head import LinearHead, _balanced_accuracy, _folds, _softmax, fit_head, fit_temperature
+from models.head import (
+    LinearHead,
+    _balanced_accuracy,
+    _folds,
+    _softmax,
+    balanced_log_loss,
+    fit_head,
+    fit_temperature,
+)
 from models.pixels import Pixels
 
 PROPAGATION_C = 0.3
@@ -237,9 +245,10 @@ def fit_learner(
     seed: int = 0,
     folds: int = 3,
     blocks: Sequence[int] | None = None,
+    select_by: str = "log-loss",
 ) -> FeatureLearner:
-    """Fits every candidate read-out, keeps the one with the best held-out balanced accuracy, and
-    calibrates its temperature on the same held-out logits.
+    """Fits every candidate read-out, keeps the one with the best held-out log-loss (balanced over
+    classes, after temperature), and calibrates its temperature on the same held-out logits.
 
     Args:
         pool_features: [N, D] every pool image in the representation.
@@ -251,7 +260,15 @@ def fit_learner(
             then the patch features'). The head may then read one block alone, when that holds
             better on the held-out labels: on some data one block carries the class and the other
             only adds noise to few labels.
+        select_by: what the held-out comparison judges: "log-loss" (balanced negative
+            log-likelihood after temperature) or "accuracy" (balanced). Accuracy counts a few hundred
+            held-out right-or-wrong calls, and read-outs a point or two apart swapped places from
+            one batch to the next: the curve fell by up to 5.6 points as random labels grew. The log-loss sees
+            how confident each call was, so it ranks them with less noise
+            (benchmarks/results/learner_stability.md).
     """
+    if select_by not in ("accuracy", "log-loss"):
+        raise ValueError(f"select_by must be 'accuracy' or 'log-loss', not {select_by!r}")
     labels = np.asarray(labels, dtype=np.int64)
     labelled_pos = np.asarray(labelled_pos, dtype=np.int64)
     if len(np.unique(labels)) < 2 or len(pool_features) < 20:
@@ -294,8 +311,13 @@ def fit_learner(
                 logits.append(head.logits(pool_features[labelled_pos[fold]]))
             held[(mode, c, span)] = (np.concatenate(logits), labels[order])
 
-    def score(key: tuple[str, float, Span]) -> float:
+    def accuracy(key: tuple[str, float, Span]) -> float:
         return _balanced_accuracy(*held[key], n_classes)
+
+    def score(key: tuple[str, float, Span]) -> float:
+        if select_by == "accuracy":
+            return accuracy(key)
+        return -balanced_log_loss(*held[key], n_classes)
 
     # Which features the head reads is judged first, by the cheapest read-out on each (all features
     # win ties); the read-outs are then compared on those features alone. Every read-out on every
@@ -305,9 +327,9 @@ def fit_learner(
     chosen_span = max(range(len(spans)), key=lambda i: (score((*CANDIDATES[0], spans[i])), -i))
     candidates = [(mode, c, spans[chosen_span]) for mode, c in CANDIDATES]
     judge(candidates)
-    scores = {_name(*key): score(key) for key in held}
+    scores = {_name(*key): accuracy(key) for key in held}
     # Ties go to the pool-graph read-out (listed last), then to stronger regularisation.
-    best = max(range(len(candidates)), key=lambda i: (scores[_name(*candidates[i])], i))
+    best = max(range(len(candidates)), key=lambda i: (score(candidates[i]), i))
     mode, c, span = candidates[best]
     temperature = fit_temperature(*held[(mode, c, span)])
     if (mode, c, span) in on_all_labels:
@@ -321,6 +343,7 @@ def fit_learner(
         "c": c,
         "temperature": round(temperature, 4),
         "held_out": how,
+        "selected_by": select_by,
         "scores": scores,
     }
     if span is not None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from models.active import run_step
-from models.head import fit_head, fit_temperature
+from models.head import balanced_log_loss, fit_head, fit_temperature
 from models.learner import (
     CNN_CHALLENGE_PER_CLASS,
     PoolGraph,
@@ -109,6 +109,20 @@ def test_temperature_cools_overconfident_logits() -> None:
     assert 0.5 < fit_temperature(logits, y) < 2
 
 
+def test_the_log_loss_criterion_ignores_scale_and_follows_the_true_class() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 4, 400)
+    noise = rng.normal(0, 1, (400, 4))
+    weak, strong = noise.copy(), noise.copy()
+    weak[np.arange(400), y] += 0.5
+    strong[np.arange(400), y] += 2.0
+    # Temperature is fitted first, so a read-out is not judged on how sharp its logits are.
+    assert balanced_log_loss(weak * 3, y, 4) == pytest.approx(balanced_log_loss(weak, y, 4), rel=1e-3)
+    assert balanced_log_loss(strong, y, 4) < balanced_log_loss(weak, y, 4) < np.log(4)
+    with pytest.raises(ValueError, match="select_by"):
+        fit_learner(weak, np.arange(40), y[:40], 4, select_by="auc")
+
+
 def test_a_large_pool_graph_comes_from_the_approximate_index_and_matches_the_exact_one() -> None:
     x, y = _blobs(150, dim=8)
     first, twin = np.flatnonzero(y == 0)[-2:]
@@ -147,8 +161,12 @@ def test_a_validation_split_chooses_the_read_out() -> None:
     assert (learner.predict_proba(x[160:]).argmax(1) == y[160:]).mean() > 0.95
 
 
-@pytest.mark.parametrize("informative_first", [True, False])
-def test_the_learner_reads_the_block_of_a_joint_representation_that_carries_the_class(informative_first: bool) -> None:
+@pytest.mark.parametrize(
+    ("informative_first", "select_by"), [(True, "log-loss"), (False, "log-loss"), (True, "accuracy")]
+)
+def test_the_learner_reads_the_block_of_a_joint_representation_that_carries_the_class(
+    informative_first: bool, select_by: str
+) -> None:
     # One block separates the classes; the other, 32 times wider, is noise, which a head on all
     # features must learn to ignore from 24 labels. The learner keeps the block that holds on held-out labels.
     x, y = _blobs(150, n_classes=4, dim=8, spread=2.5, seed=3)
@@ -158,7 +176,7 @@ def test_the_learner_reads_the_block_of_a_joint_representation_that_carries_the_
     span = [0, 8] if informative_first else [256, 264]
     labelled = np.concatenate([np.flatnonzero(y == c)[:6] for c in range(4)])
     rest = np.setdiff1d(np.arange(len(y)), labelled)
-    learner = fit_learner(features, labelled, y[labelled], 4, seed=0, blocks=blocks)
+    learner = fit_learner(features, labelled, y[labelled], 4, seed=0, blocks=blocks, select_by=select_by)
     assert learner.info["block"] == span
     outside = np.ones(264, dtype=bool)
     outside[slice(*span)] = False
@@ -170,7 +188,9 @@ def test_the_learner_reads_the_block_of_a_joint_representation_that_carries_the_
     assert accuracy > (on_all.predict_proba(features[rest]).argmax(1) == y[rest]).mean() + 0.05
     # A validation split chooses the block the same way.
     held = rest[:80]
-    validated = fit_learner(features, labelled, y[labelled], 4, validation=(features[held], y[held]), blocks=blocks)
+    validated = fit_learner(
+        features, labelled, y[labelled], 4, validation=(features[held], y[held]), blocks=blocks, select_by=select_by
+    )
     assert validated.info["held_out"] == "validation" and validated.info["block"] == span
     # Block sizes that do not add up to the features are ignored rather than misread.
     assert "block" not in fit_learner(features, labelled, y[labelled], 4, seed=0, blocks=[8, 8]).info
