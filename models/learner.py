@@ -314,10 +314,13 @@ def fit_learner(
     def accuracy(key: tuple[str, float, Span]) -> float:
         return _balanced_accuracy(*held[key], n_classes)
 
+    judged: dict[tuple[str, float, Span], float] = {}
+
     def score(key: tuple[str, float, Span]) -> float:
-        if select_by == "accuracy":
-            return accuracy(key)
-        return -balanced_log_loss(*held[key], n_classes)
+        # The log-loss fits a temperature per read-out; the chosen block's first read-out is ranked twice.
+        if key not in judged:
+            judged[key] = accuracy(key) if select_by == "accuracy" else -balanced_log_loss(*held[key], n_classes)
+        return judged[key]
 
     # Which features the head reads is judged first, by the cheapest read-out on each (all features
     # win ties); the read-outs are then compared on those features alone. Every read-out on every
