@@ -159,8 +159,12 @@ class FeatureLearner:
         challenge = self.info.get("challenge")
         if isinstance(challenge, dict) and "scores" in challenge:
             return float(challenge["scores"][challenge["chosen"]])
-        scores = self.info.get("scores")
-        return float(max(scores.values())) if isinstance(scores, dict) and scores else None
+        scores, chosen = self.info.get("scores"), self.info.get("chosen")
+        if not isinstance(scores, dict) or not scores:
+            return None
+        # The chosen read-out's own score: the best of several noisy held-out scores overstates the
+        # model that predicts, and auto's guard would trust the representation a round too early.
+        return float(scores[chosen] if chosen in scores else max(scores.values()))
 
 
 def _pseudo_set(
@@ -348,6 +352,7 @@ def fit_learner(
         "held_out": how,
         "selected_by": select_by,
         "scores": scores,
+        "chosen": _name(mode, c, span),
     }
     if span is not None:
         info["block"] = list(span)

@@ -11,6 +11,7 @@ from models.active import run_step
 from models.head import balanced_log_loss, fit_head, fit_temperature
 from models.learner import (
     CNN_CHALLENGE_PER_CLASS,
+    FeatureLearner,
     PoolGraph,
     challenge_with_cnn,
     fine_tunable,
@@ -182,6 +183,10 @@ def test_the_learner_reads_the_block_of_a_joint_representation_that_carries_the_
     outside[slice(*span)] = False
     assert not learner.head.weight[:, outside].any()
     assert any("@features[" in name for name in learner.info["scores"])  # type: ignore[union-attr]
+    # auto's guard reads the chosen read-out's held-out accuracy, not the best of those tried.
+    chosen = learner.info["chosen"]
+    assert isinstance(chosen, str) and chosen.endswith(f"@features[{span[0]}:{span[1]}]")
+    assert learner.held_out_accuracy() == learner.info["scores"][chosen]  # type: ignore[index]
     on_all = fit_learner(features, labelled, y[labelled], 4, seed=0)
     assert "block" not in on_all.info and all("@features[" not in n for n in on_all.info["scores"])  # type: ignore[union-attr]
     accuracy = (learner.predict_proba(features[rest]).argmax(1) == y[rest]).mean()
@@ -194,6 +199,18 @@ def test_the_learner_reads_the_block_of_a_joint_representation_that_carries_the_
     assert validated.info["held_out"] == "validation" and validated.info["block"] == span
     # Block sizes that do not add up to the features are ignored rather than misread.
     assert "block" not in fit_learner(features, labelled, y[labelled], 4, seed=0, blocks=[8, 8]).info
+
+
+def test_the_held_out_accuracy_is_the_chosen_read_outs() -> None:
+    x, y = _blobs(30)
+    head = fit_head(x, y, 4)
+    # Log-loss may choose a read-out that another out-scores on accuracy by a point: the guard
+    # must see what the predicting read-out scored.
+    learner = FeatureLearner(head, "supervised", {"scores": {"a": 0.9, "b": 0.6}, "chosen": "b"})
+    assert learner.held_out_accuracy() == 0.6
+    # Learners stored before the choice was recorded keep the old reading.
+    assert FeatureLearner(head, "supervised", {"scores": {"a": 0.9, "b": 0.6}}).held_out_accuracy() == 0.9
+    assert FeatureLearner(head, "supervised", {"mode": "supervised"}).held_out_accuracy() is None
 
 
 def test_snn_climbs_the_head_in_feature_space() -> None:
