@@ -89,6 +89,8 @@ def collect(out: Path) -> list[dict]:
     """Every finished dataset/regime run under `out` (each folder has meta.json and summary.json)."""
     runs = []
     for meta_path in sorted(out.glob("*/meta.json")):
+        if not (meta_path.parent / "summary.json").is_file():
+            continue  # a folder prepared for --resume whose run has not finished yet
         meta = json.loads(meta_path.read_text())
         meta["summary"] = json.loads((meta_path.parent / "summary.json").read_text())
         runs.append(meta)
