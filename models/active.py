@@ -204,7 +204,6 @@ def run_step(
         seed=seed,
         probabilities=probabilities if NEEDS_PROBABILITIES in spec.needs else None,
         held_out_accuracy=learner.held_out_accuracy() if learner is not None else None,
-        held_out_count=learner.held_out_count() if learner is not None else None,
     )
     if spec.needs & {NEEDS_LATENTS, NEEDS_GENERATIVE}:
         feats = latents() if callable(latents) else latents

@@ -166,12 +166,6 @@ class FeatureLearner:
         # model that predicts, and auto's guard would trust the representation a round too early.
         return float(scores[chosen] if chosen in scores else max(scores.values()))
 
-    def held_out_count(self) -> int | None:
-        """How many held-out labels `held_out_accuracy` was measured on, when known."""
-        source = self.info.get("challenge") if isinstance(self.info.get("challenge"), dict) else self.info
-        count = source.get("held_out_count")  # type: ignore[union-attr]
-        return int(count) if isinstance(count, int) else None
-
 
 def _pseudo_set(
     scores: np.ndarray, labelled_pos: np.ndarray, labels: np.ndarray, n_classes: int
@@ -359,7 +353,6 @@ def fit_learner(
         "selected_by": select_by,
         "scores": scores,
         "chosen": _name(mode, c, span),
-        "held_out_count": len(held[(mode, c, span)][1]),
     }
     if span is not None:
         info["block"] = list(span)
@@ -380,7 +373,6 @@ class Challenger:
     scores: dict[str, float] | None = None
     chosen: str | None = None
     temperatures: dict[str, float] = field(default_factory=dict)
-    held_out_count: int | None = None
 
 
 def fit_challenger(
@@ -456,9 +448,7 @@ def fit_challenger(
     if chosen != "head":
         name = "fine-tuned" if chosen == "fine-tuned" else "cnn"
         networks[name] = fit(name, labelled_pos, labels, 0.5, 0.5, learner.head)
-    return Challenger(
-        networks, len(labels), "one third of the labels held out", scores, chosen, temperatures, len(held)
-    )
+    return Challenger(networks, len(labels), "one third of the labels held out", scores, chosen, temperatures)
 
 
 def _judge(
@@ -506,10 +496,8 @@ def apply_challenger(
         scores, chosen, temperatures = _judge(
             learner.head.logits(validation[0]), challenger.networks, validation[1], validation[2], n_classes
         )
-        count: int | None = len(validation[2])
     elif challenger.scores is not None and challenger.chosen is not None:
         scores, chosen, temperatures = challenger.scores, challenger.chosen, challenger.temperatures
-        count = challenger.held_out_count
     else:
         return learner
     learner.info["challenge"] = {
@@ -517,7 +505,6 @@ def apply_challenger(
         "scores": scores,
         "chosen": chosen,
         "fitted_on": challenger.labels,
-        "held_out_count": count,
     }
     if chosen == "head":
         return learner

@@ -93,7 +93,6 @@ def save_challenger(storage: Storage, key: str, challenger: Any, *, image_size: 
             "scores": challenger.scores,
             "chosen": challenger.chosen,
             "temperatures": challenger.temperatures,
-            "held_out_count": challenger.held_out_count,
             "image_size": image_size,
             "n_classes": n_classes,
         },
@@ -138,6 +137,4 @@ def load_challenger(storage: Storage, key: str, device: torch.device, *, image_s
         payload["scores"],
         payload["chosen"],
         dict(payload["temperatures"]),
-        # Stored before held-out counts were kept: auto's guard then reads the estimate as it is.
-        payload.get("held_out_count"),
     )

@@ -28,7 +28,6 @@ class SelectionContext:
         labelled_features: [L, D] the same for the labelled images.
         held_out_accuracy: balanced accuracy of the task model on labels it was not fitted on
             (validation split or k-fold), when the learner measured one.
-        held_out_count: how many held-out labels that accuracy was measured on, when known.
         extras: strategy-specific objects prepared by the caller (task model, VAE, images...).
     """
 
@@ -41,7 +40,6 @@ class SelectionContext:
     candidate_features: np.ndarray | None = None
     labelled_features: np.ndarray | None = None
     held_out_accuracy: float | None = None
-    held_out_count: int | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -187,7 +187,6 @@ def test_the_learner_reads_the_block_of_a_joint_representation_that_carries_the_
     chosen = learner.info["chosen"]
     assert isinstance(chosen, str) and chosen.endswith(f"@features[{span[0]}:{span[1]}]")
     assert learner.held_out_accuracy() == learner.info["scores"][chosen]  # type: ignore[index]
-    assert learner.held_out_count() == 24  # k-fold: every label is held out once
     on_all = fit_learner(features, labelled, y[labelled], 4, seed=0)
     assert "block" not in on_all.info and all("@features[" not in n for n in on_all.info["scores"])  # type: ignore[union-attr]
     accuracy = (learner.predict_proba(features[rest]).argmax(1) == y[rest]).mean()
@@ -198,7 +197,6 @@ def test_the_learner_reads_the_block_of_a_joint_representation_that_carries_the_
         features, labelled, y[labelled], 4, validation=(features[held], y[held]), blocks=blocks, select_by=select_by
     )
     assert validated.info["held_out"] == "validation" and validated.info["block"] == span
-    assert validated.held_out_count() == 80
     # Block sizes that do not add up to the features are ignored rather than misread.
     assert "block" not in fit_learner(features, labelled, y[labelled], 4, seed=0, blocks=[8, 8]).info
 
@@ -298,9 +296,7 @@ def test_auto_picks_at_random_where_the_representation_does_not_separate_the_cla
     noise = np.random.default_rng(1).normal(size=separable.shape).astype(np.float32)
     probabilities = np.full((150, 4), 0.25, dtype=np.float32)
 
-    def ctx(
-        features: np.ndarray, n_labelled: int, held_out: float | None = None, count: int | None = None
-    ) -> SelectionContext:
+    def ctx(features: np.ndarray, n_labelled: int, held_out: float | None = None) -> SelectionContext:
         labelled = np.arange(n_labelled)
         if n_labelled == 4:  # one label of each class
             labelled = np.array([int(np.flatnonzero(y[:50] == c)[0]) for c in range(4)])
@@ -314,7 +310,6 @@ def test_auto_picks_at_random_where_the_representation_does_not_separate_the_cla
             candidate_features=features[50:],
             labelled_features=features[labelled],
             held_out_accuracy=held_out,
-            held_out_count=count,
         )
 
     # Too few labels to fold: the nearest labelled neighbour is the held-out estimate. On features
@@ -328,11 +323,6 @@ def test_auto_picks_at_random_where_the_representation_does_not_separate_the_cla
     # of 0.2 (chance 0.25), under a third; 0.9 is 0.87.
     assert get_strategy("auto").choice(ctx(separable, 40, held_out=0.4))[0] == "random"
     assert get_strategy("auto").choice(ctx(noise, 40, held_out=0.9))[0] == "margin"
-    # The skill is taken one standard error below the estimate: 0.55 (a skill of 0.4) from 40
-    # held-out labels is 0.47 at one error down, under the third; from 1,000 it is 0.53.
-    assert get_strategy("auto").choice(ctx(noise, 40, held_out=0.55, count=40))[0] == "random"
-    assert get_strategy("auto").choice(ctx(noise, 40, held_out=0.55, count=1000))[0] == "margin"
-    assert get_strategy("auto").choice(ctx(noise, 40, held_out=0.55))[0] == "margin"  # count unknown
     # One label per class is no evidence either way: the label-count rule stands.
     assert get_strategy("auto").choice(ctx(noise, 4))[0] == "typiclust"
 
@@ -407,9 +397,6 @@ def test_a_cnn_on_the_pixels_takes_over_where_the_features_carry_no_class() -> N
     challenge = learner.info["challenge"]
     assert challenge["chosen"] in ("mix", "cnn") and challenge["scores"]["head"] < 0.5
     assert learner.uses_pixels and learner.held_out_accuracy() == challenge["scores"][challenge["chosen"]]
-    # Judged on one held-out third of the labels: that is the count auto's guard weighs it by.
-    assert learner.held_out_count() == challenge["held_out_count"]
-    assert abs(challenge["held_out_count"] - len(labelled) / 3) <= n_classes
     accuracy = (learner.predict_proba(features[test], pixels[test]).argmax(1) == y[test]).mean()
     assert accuracy > 0.9 and head_accuracy < 0.5
     with pytest.raises(ValueError, match="pixels"):
@@ -579,7 +566,6 @@ def test_a_challenger_fitted_on_fewer_labels_is_judged_against_the_fresh_head_an
     storage = LocalStorage(tmp_path)
     save_challenger(storage, "c.pt", challenger, image_size=12, n_classes=n_classes)
     loaded = load_challenger(storage, "c.pt", cpu, image_size=12, n_classes=n_classes)
-    assert loaded.held_out_count == challenger.held_out_count
     np.testing.assert_allclose(
         predict_proba(loaded.networks["cnn"], pixels[:50]), predict_proba(challenger.networks["cnn"], pixels[:50])
     )
@@ -591,7 +577,6 @@ def test_a_challenger_fitted_on_fewer_labels_is_judged_against_the_fresh_head_an
     applied = apply_challenger(fresh, loaded, validation=validation)
     challenge = applied.info["challenge"]
     assert challenge["fitted_on"] == len(early) and challenge["held_out"] == "validation"
-    assert applied.held_out_count() == len(val)
     assert challenge["chosen"] in ("mix", "cnn") and applied.uses_pixels
     test = np.setdiff1d(np.arange(len(y)), np.concatenate([later, val]))
     assert (applied.predict_proba(features[test], pixels[test]).argmax(1) == y[test]).mean() > 0.9
