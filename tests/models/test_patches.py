@@ -65,6 +65,22 @@ def test_the_patch_encoder_is_deterministic_for_a_seed_and_whitens_its_patches()
     assert float(whitened.max() / whitened.median()) < 10 < 50 < float(unwhitened.max() / unwhitened.median())
 
 
+def test_pooled_activations_are_the_triangle_code_summed_over_quadrants() -> None:
+    # The encoder computes in place and in float32 for speed; this is the paper's formula written out
+    # plainly in float64 (squared distances expanded in float32 lose a few digits near zero).
+    x = _stripes(np.random.default_rng(5).integers(0, 2, 80), seed=6)
+    encoder = _small(x)
+    batch = torch.as_tensor(x[:70])  # more than one of the encoder's internal batches
+    u, side = encoder.whitened_patches(batch)
+    distance = torch.cdist(u.double(), encoder.centroids.double())
+    active = (distance.mean(-1, keepdim=True) - distance).clamp(min=0).view(len(batch), side, side, -1)
+    half = side // 2
+    quadrants = [active[:, :half, :half], active[:, :half, half:], active[:, half:, :half], active[:, half:, half:]]
+    expected = torch.cat([q.sum((1, 2)) for q in quadrants], dim=1)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.pooled(batch).double(), expected, rtol=2e-3, atol=1e-2)
+
+
 @pytest.mark.parametrize(("size", "patch", "stride"), [(8, 4, 1), (28, 6, 1), (32, 6, 1), (64, 6, 2), (256, 6, 8)])
 def test_patch_geometry_keeps_the_grid_small_on_large_images(size: int, patch: int, stride: int) -> None:
     assert geometry(size) == (patch, stride)
