@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.challenger_cost import timed  # noqa: E402
 from models.cores import usable_cores  # noqa: E402
 
 
@@ -56,17 +55,11 @@ def main() -> int:
         cells, per_image = [], 0.0
         for n in counts:
             x = pool[:n]
-            best = min(_timed(lambda x=x, encoder=encoder: encode(encoder, x)) for _ in range(args.repeats))
+            best = min(timed(lambda x=x, encoder=encoder: encode(encoder, x))[1] for _ in range(args.repeats))
             cells.append(f"{best:.2f}")
             per_image = best / n
         print(f"| {name} | " + " | ".join(cells) + f" | {per_image * 1000:.2f} ms |")
     return 0
-
-
-def _timed(fn: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
 
 
 if __name__ == "__main__":

@@ -157,13 +157,13 @@ class FeatureLearner:
     def held_out_accuracy(self) -> float | None:
         """The chosen task model's balanced accuracy on labels it was not fitted on, when known."""
         challenge = self.info.get("challenge")
-        if isinstance(challenge, dict) and "scores" in challenge:
-            return float(challenge["scores"][challenge["chosen"]])
-        scores, chosen = self.info.get("scores"), self.info.get("chosen")
+        source = challenge if isinstance(challenge, dict) and "scores" in challenge else self.info
+        scores, chosen = source.get("scores"), source.get("chosen")
         if not isinstance(scores, dict) or not scores:
             return None
-        # The chosen read-out's own score: the best of several noisy held-out scores overstates the
-        # model that predicts, and auto's guard would trust the representation a round too early.
+        # The chosen one's own score: the best of several noisy held-out scores overstates the model
+        # that predicts, and auto's guard would trust the representation a round too early. (Learners
+        # stored before the head's choice was recorded have only the scores.)
         return float(scores[chosen] if chosen in scores else max(scores.values()))
 
 

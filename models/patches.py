@@ -96,7 +96,8 @@ class PatchEncoder(nn.Module):
         u, side = self.whitened_patches(x)
         c = self.centroids
         # One [patches, centroids] buffer, updated in place: each out-of-place step allocated and
-        # wrote another, and those passes, not the product, were most of the time (2.8x slower).
+        # wrote another, and those passes, not the product, were most of the time (3x the time to
+        # encode: benchmarks/results/encode_cost.md).
         distance = (u.reshape(-1, u.shape[-1]) @ c.T).mul_(-2)
         distance.add_((u * u).sum(-1).reshape(-1, 1)).add_((c * c).sum(-1)).clamp_(min=0).sqrt_()
         active = distance.sub_(distance.mean(-1, keepdim=True)).neg_().clamp_(min=0)
