@@ -211,8 +211,10 @@ def run_one(
     config: SimulationConfig,
     cache: Path | None = None,
     on_round: Callable[[], None] | None = None,
+    on_step: Callable[[dict[str, Any], Any], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """One learning curve: a row per round with the number of labels and the test accuracy."""
+    """One learning curve: a row per round with the number of labels and the test accuracy.
+    `on_step` sees each round's row and its `run_step` result (the learner and its choices)."""
     from models.active import run_step
     from models.training import fit_classifier, select_device
     from models.vae_training import encode_means
@@ -285,6 +287,8 @@ def run_one(
         )
         if on_round:
             on_round()
+        if on_step:
+            on_step(rows[-1], step)
         if is_last:
             break
         if step.learner is not None:

@@ -98,3 +98,31 @@ def test_a_representation_trained_on_a_gpu_is_read_from_the_cache_on_any_machine
     # No encoder trained here: the GPU setting's features came back as saved.
     np.testing.assert_array_equal(read, pool)
     assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_each_rounds_learner_is_shown_to_the_caller_beside_its_row(tmp_path) -> None:
+    # benchmarks/challenge_trace.py reads the learner's choices this way to explain a curve's jumps.
+    import numpy as np
+
+    from models.patches import OUT_DIM
+    from models.representation import setting_for, setting_tag
+    from models.simulate import run_one
+
+    data = load_simulation_data("digits")
+    gpu = setting_for("cuda")
+    width = gpu["widths"][-1] + OUT_DIM
+    rng = np.random.default_rng(0)
+    np.savez(
+        tmp_path / f"simclr-digits-{len(data.pool_y)}-{setting_tag(gpu)}.npz",
+        pool=rng.normal(size=(len(data.pool_y), width)).astype(np.float32),
+        test=rng.normal(size=(len(data.test_y), width)).astype(np.float32),
+    )
+    config = SimulationConfig(strategies=["random"], initial=20, batch=20, rounds=2, representation_setting="cuda")
+    seen: list[tuple[dict, object]] = []
+
+    rows = run_one(data, "random", 0, config, cache=tmp_path, on_step=lambda row, step: seen.append((row, step)))
+
+    assert [row for row, _ in seen] == rows and [row["labels"] for row in rows] == [20, 40, 60]
+    for row, step in seen:
+        assert step.accuracy == row["accuracy"]
+        assert step.learner is not None and step.learner.info["mode"] == step.learner.mode
