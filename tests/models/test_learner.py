@@ -582,3 +582,19 @@ def test_a_challenger_fitted_on_fewer_labels_is_judged_against_the_fresh_head_an
     assert (applied.predict_proba(features[test], pixels[test]).argmax(1) == y[test]).mean() > 0.9
     # Judged on no validation split, a challenger that needs one leaves the head alone.
     assert not apply_challenger(fit_learner(features, later, y[later], n_classes), loaded).uses_pixels
+
+
+def test_judged_on_a_held_out_third_the_mix_is_kept_unless_the_head_is_clearly_better() -> None:
+    from models.learner import _choose
+
+    # 400 held-out labels at 0.60: one binomial standard error is 2.4 points.
+    level = {"head": 0.60, "mix": 0.59, "cnn": 0.30}
+    clearly_head = {"head": 0.60, "mix": 0.55, "cnn": 0.30}
+    # The CNN judged there had a third fewer labels than the one that predicts, so a near tie goes
+    # to the mix; judged with every label (the validation split), ties go to the head as before.
+    assert _choose(level, 400, networks_had_fewer_labels=True) == "mix"
+    assert _choose(level, 400, networks_had_fewer_labels=False) == "head"
+    assert _choose(clearly_head, 400, networks_had_fewer_labels=True) == "head"
+    # A better CNN or mix wins either way.
+    assert _choose({"head": 0.5, "mix": 0.6, "cnn": 0.7}, 400, networks_had_fewer_labels=True) == "cnn"
+    assert _choose({"head": 0.5, "mix": 0.6, "cnn": 0.4}, 400, networks_had_fewer_labels=False) == "mix"
