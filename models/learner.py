@@ -460,7 +460,7 @@ def _choose(scores: dict[str, float], n_held_out: int, *, networks_had_fewer_lab
     """Which of CHALLENGERS predicts, given their held-out balanced accuracies (see `_judge`)."""
     chosen = max(CHALLENGERS, key=lambda entry: (scores[entry[0]], -entry[1]))[0]
     if networks_had_fewer_labels and chosen == "head":
-        standard_error = float(np.sqrt(scores["head"] * (1 - scores["head"]) / max(n_held_out, 1)))
+        standard_error = float(np.sqrt(scores["head"] * (1 - scores["head"]) / n_held_out))
         if scores["mix"] >= scores["head"] - standard_error:
             return "mix"
     return chosen

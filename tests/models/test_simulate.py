@@ -105,19 +105,20 @@ def test_each_rounds_learner_is_shown_to_the_caller_beside_its_row(tmp_path) -> 
     import numpy as np
 
     from models.patches import OUT_DIM
-    from models.representation import setting_for, setting_tag
-    from models.simulate import run_one
+    from models.representation import setting_for
+    from models.simulate import representation_cache, run_one
 
     data = load_simulation_data("digits")
-    gpu = setting_for("cuda")
-    width = gpu["widths"][-1] + OUT_DIM
+    config = SimulationConfig(strategies=["random"], initial=20, batch=20, rounds=2, representation_setting="cuda")
+    width = setting_for("cuda")["widths"][-1] + OUT_DIM
     rng = np.random.default_rng(0)
+    cached = representation_cache(data, config, tmp_path)
+    assert cached is not None
     np.savez(
-        tmp_path / f"simclr-digits-{len(data.pool_y)}-{setting_tag(gpu)}.npz",
+        cached,
         pool=rng.normal(size=(len(data.pool_y), width)).astype(np.float32),
         test=rng.normal(size=(len(data.test_y), width)).astype(np.float32),
     )
-    config = SimulationConfig(strategies=["random"], initial=20, batch=20, rounds=2, representation_setting="cuda")
     seen: list[tuple[dict, object]] = []
 
     rows = run_one(data, "random", 0, config, cache=tmp_path, on_step=lambda row, step: seen.append((row, step)))
