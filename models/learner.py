@@ -457,12 +457,18 @@ def fit_challenger(
 
 
 def _choose(scores: dict[str, float], n_held_out: int, *, networks_had_fewer_labels: bool) -> str:
-    """Which of CHALLENGERS predicts, given their held-out balanced accuracies (see `_judge`)."""
+    """Which of CHALLENGERS (or "fine-tuned", when scored) predicts, given their held-out balanced
+    accuracies (see `_judge`)."""
     chosen = max(CHALLENGERS, key=lambda entry: (scores[entry[0]], -entry[1]))[0]
+    best = scores[chosen]
     if networks_had_fewer_labels and chosen == "head":
         standard_error = float(np.sqrt(scores["head"] * (1 - scores["head"]) / n_held_out))
         if scores["mix"] >= scores["head"] - standard_error:
-            return "mix"
+            chosen = "mix"
+    # The fine-tuned encoder replaces the head's features altogether, so it has to beat the best
+    # score outright; a near tie that kept the mix does not lower that bar.
+    if "fine-tuned" in scores and scores["fine-tuned"] > best:
+        return "fine-tuned"
     return chosen
 
 
@@ -498,11 +504,9 @@ def _judge(
         name: round(_balanced_accuracy((1 - share) * p_head + share * p_cnn, y, n_classes), 4)
         for name, share in CHALLENGERS
     }
-    chosen = _choose(scores, len(y), networks_had_fewer_labels=networks_had_fewer_labels)
     if "fine-tuned" in logits:
         scores["fine-tuned"] = round(_balanced_accuracy(logits["fine-tuned"], y, n_classes), 4)
-        if scores["fine-tuned"] > scores[chosen]:
-            chosen = "fine-tuned"
+    chosen = _choose(scores, len(y), networks_had_fewer_labels=networks_had_fewer_labels)
     return scores, chosen, temperatures
 
 

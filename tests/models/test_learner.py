@@ -598,3 +598,17 @@ def test_judged_on_a_held_out_third_the_mix_is_kept_unless_the_head_is_clearly_b
     # A better CNN or mix wins either way.
     assert _choose({"head": 0.5, "mix": 0.6, "cnn": 0.7}, 400, networks_had_fewer_labels=True) == "cnn"
     assert _choose({"head": 0.5, "mix": 0.6, "cnn": 0.4}, 400, networks_had_fewer_labels=False) == "mix"
+
+
+def test_the_fine_tuned_encoder_must_beat_the_best_score_even_when_a_near_tie_kept_the_mix() -> None:
+    from models.learner import _choose
+
+    # The near tie keeps the mix (0.59) over the head (0.60); a fine-tuned encoder at 0.595 is above
+    # the mix but below the head, so it does not take over.
+    below_head = {"head": 0.60, "mix": 0.59, "cnn": 0.30, "fine-tuned": 0.595}
+    assert _choose(below_head, 400, networks_had_fewer_labels=True) == "mix"
+    above_all = {"head": 0.60, "mix": 0.59, "cnn": 0.30, "fine-tuned": 0.61}
+    assert _choose(above_all, 400, networks_had_fewer_labels=True) == "fine-tuned"
+    # A tie with the best is not enough: the head it would replace is cheaper and already calibrated.
+    level = {"head": 0.60, "mix": 0.50, "cnn": 0.30, "fine-tuned": 0.60}
+    assert _choose(level, 400, networks_had_fewer_labels=False) == "head"
