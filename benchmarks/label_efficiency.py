@@ -59,6 +59,8 @@ def finished_curves(run_dir: Path, settings: dict[str, int], config: SimulationC
     meta = json.loads(meta_path.read_text())
     if meta["config"] != settings or meta.get("strategy_params", {}) != config.params:
         raise SystemExit(f"--resume: {run_dir} was run with another budget or other strategy params")
+    if meta.get("fine_tune", False) != config.fine_tune:
+        raise SystemExit(f"--resume: {run_dir} was run with fine-tuning {'off' if config.fine_tune else 'on'}")
     with csv_path.open(newline="") as fh:
         rows = [
             {
@@ -103,6 +105,8 @@ def device_line(meta: dict) -> str:
     parts = [f"Device: {meta.get('device', 'CPU, 2 cores')}"]
     if meta.get("representation_setting"):
         parts.append(f"representation of the {meta['representation_setting']} setting, read from the cache")
+    if meta.get("fine_tune"):
+        parts.append("fine-tuning on (the encoder fine-tuned with the head joins the challenge)")
     if meta.get("representation_s"):
         where = f" on {meta['representation_trained_on']}" if meta.get("representation_trained_on") else ""
         parts.append(f"representation trained{where} in {meta['representation_s']:.0f} s")
@@ -220,6 +224,12 @@ def main() -> int:
         default=None,
         help="default: this device's; cuda on a CPU reads a GPU-trained representation from the cache",
     )
+    parser.add_argument(
+        "--fine-tune",
+        action="store_true",
+        help="a project's fine_tune setting: the representation's encoder, fine-tuned with the head, joins "
+        "the challenge from 30 labels per class (--learner simclr; needs --tag)",
+    )
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     parser.add_argument("--tag", default="", help="suffix of the result folders, to keep a follow-up run apart")
     parser.add_argument("--initial", type=int, help="override the regime's first budget (needs --tag)")
@@ -240,6 +250,8 @@ def main() -> int:
     if overrides and not args.tag:
         # A changed budget must not overwrite the regime's canonical results folder.
         parser.error("--initial/--batch/--rounds change the regime, so they need --tag")
+    if args.fine_tune and (args.learner != "simclr" or not args.tag):
+        parser.error("--fine-tune fine-tunes the representation's encoder: it needs --learner simclr and --tag")
     out = Path(args.out)
     command = "python benchmarks/label_efficiency.py " + " ".join(sys.argv[1:])
     for dataset in args.datasets.split(","):
@@ -272,6 +284,7 @@ def main() -> int:
                 learner=args.learner,
                 representation_epochs=args.representation_epochs,
                 representation_setting=args.representation_setting,
+                fine_tune=args.fine_tune,
                 **settings,
             )
             started = time.monotonic()
@@ -308,6 +321,8 @@ def main() -> int:
             }
             if args.representation_setting:
                 meta["representation_setting"] = args.representation_setting
+            if args.fine_tune:
+                meta["fine_tune"] = True
             if representation_s is not None or "representation_s" in earlier_meta:
                 meta["representation_s"] = representation_s or earlier_meta["representation_s"]
             (run_dir / "meta.json").write_text(json.dumps(meta, indent=2))

@@ -54,6 +54,9 @@ class SimulationConfig:
     # None: the setting of the device this runs on. "cuda" on a CPU machine reads the GPU setting's
     # features from the cache, so curves of a representation trained on a GPU can be run anywhere.
     representation_setting: str | None = None
+    # A project's `fine_tune` setting: the representation's encoder, fine-tuned with the head on the
+    # labelled pixels, joins the challenge from 30 labels per class.
+    fine_tune: bool = False
 
 
 def split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int = 0) -> tuple[np.ndarray, ...]:
@@ -141,6 +144,7 @@ def _vae_for(data: SimulationData, seed: int, config: SimulationConfig, cache: P
 
 
 _FEATURES_IN_MEMORY: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+_ENCODER_IN_MEMORY: dict[tuple[str, str], Any] = {}
 
 
 def _representation_setting(config: SimulationConfig) -> dict[str, Any]:
@@ -179,21 +183,70 @@ def representation_for(
             return saved["pool"], saved["test"]
     # Without a cache folder (a simulation in the worker) the features are kept in memory, keyed by
     # the images themselves, so the curves of one run share one encoder instead of training one each.
-    digest = hashlib.sha1(np.ascontiguousarray(data.pool_x).tobytes())
-    digest.update(np.ascontiguousarray(data.test_x).tobytes())
-    key = (digest.hexdigest(), tag)
+    key = _memory_key(data, config)
     if path is None and key in _FEATURES_IN_MEMORY:
         return _FEATURES_IN_MEMORY[key]
     setting.pop("time_budget_s")
-    encoder = SimCLR.from_setting(setting, seed=0, device=device).fit(data.pool_x)
-    pool, test = encoder.transform(data.pool_x), encoder.transform(data.test_x)
+    simclr = SimCLR.from_setting(setting, seed=0, device=device).fit(data.pool_x)
+    pool, test = simclr.transform(data.pool_x), simclr.transform(data.test_x)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, pool=pool, test=test)
+        _save_encoder(simclr.encoder, _encoder_path(path))
     else:
         _FEATURES_IN_MEMORY.clear()  # one dataset's features at a time bound the memory
+        _ENCODER_IN_MEMORY.clear()
         _FEATURES_IN_MEMORY[key] = (pool, test)
+        _ENCODER_IN_MEMORY[key] = simclr.encoder
     return pool, test
+
+
+def _memory_key(data: SimulationData, config: SimulationConfig) -> tuple[str, str]:
+    from models.representation import setting_tag
+
+    digest = hashlib.sha1(np.ascontiguousarray(data.pool_x).tobytes())
+    digest.update(np.ascontiguousarray(data.test_x).tobytes())
+    return digest.hexdigest(), setting_tag(_representation_setting(config))
+
+
+def _encoder_path(features_path: Path) -> Path:
+    return features_path.with_name(features_path.stem + "-encoder.pt")
+
+
+def _save_encoder(encoder: Any, path: Path) -> None:
+    import torch
+
+    from models.representation import encoder_config
+
+    state = {name: tensor.detach().cpu() for name, tensor in encoder.state_dict().items()}
+    torch.save({"config": encoder_config(encoder), "state_dict": state}, path)
+
+
+def encoder_for(data: SimulationData, config: SimulationConfig, cache: Path | None) -> Any:
+    """The encoder that made `representation_for`'s features (what a project's `fine_tune` setting
+    fine-tunes). A features cache written before encoders were kept beside it is trained again, and
+    both are rewritten: training is seeded, so on one machine the features come out the same."""
+    import torch
+
+    from models.representation import build_encoder
+    from models.training import select_device
+
+    path = representation_cache(data, config, cache)
+    if path is None:
+        representation_for(data, config, cache)
+        return _ENCODER_IN_MEMORY[_memory_key(data, config)]
+    if not _encoder_path(path).is_file():
+        if path.is_file() and config.representation_setting not in (None, select_device().type):
+            raise ValueError(
+                f"{path} holds features of the {config.representation_setting} setting without their encoder; "
+                "fine-tuning needs the encoder: train that setting's representation again on its device"
+            )
+        path.unlink(missing_ok=True)
+        representation_for(data, config, cache)
+    payload = torch.load(_encoder_path(path), map_location="cpu", weights_only=True)
+    encoder = build_encoder(payload["config"])
+    encoder.load_state_dict(payload["state_dict"])
+    return encoder.to(select_device()).eval()
 
 
 def _needs_vae(strategy: str, config: SimulationConfig) -> bool:
@@ -235,6 +288,7 @@ def run_one(
         features, test_features = representation_for(data, config, cache)
         graph = PoolGraph.build(features)
         blocks = feature_blocks(_representation_setting(config))
+    encoder = encoder_for(data, config, cache) if config.fine_tune and config.learner == "simclr" else None
     rows: list[dict[str, Any]] = []
     challenger = None
     for round_index in range(config.rounds + 1):
@@ -306,6 +360,7 @@ def run_one(
                 graph=graph,
                 seed=seed * 1000 + round_index,
                 device=device,
+                encoder=encoder,
             )
         labelled.extend(int(i) for i in step.selection.image_ids)
         if step.selection.synthetic:
@@ -422,7 +477,8 @@ def run_simulation(
         return rows
     threads = max(1, usable_cores() // config.jobs)
     if config.learner == "simclr":
-        representation_for(data, config, cache)  # once, before the workers race to train it
+        # Once, before the workers race to train it.
+        (encoder_for if config.fine_tune else representation_for)(data, config, cache)
     if cache is not None and any(_needs_vae(s.split("@")[0], config) for s, _ in jobs):
         # Train each seed's VAE once, before the workers race to train the same one.
         for seed in sorted({seed for _, seed in jobs}):
@@ -558,7 +614,10 @@ def main(args: Any) -> int:
         jobs=args.jobs,
         learner=args.learner,
         representation_epochs=args.representation_epochs,
+        fine_tune=args.fine_tune,
     )
+    if config.fine_tune and config.learner != "simclr":
+        raise SystemExit("--fine-tune fine-tunes the representation's encoder: it needs --learner simclr")
     from models.strategies.registry import spec_for
 
     for name in config.strategies:

@@ -30,4 +30,10 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="SimCLR epochs over the pool (default: the device setting, 20 on a CPU, 150 on a GPU)",
     )
+    parser.add_argument(
+        "--fine-tune",
+        action="store_true",
+        help="as a project's fine_tune setting: from 30 labels per class the representation's encoder, "
+        "fine-tuned with the head, challenges the head (slower: one or two more network fits per round)",
+    )
     parser.add_argument("--no-full-pool", action="store_true", help="skip the full-pool reference accuracy")

@@ -78,6 +78,8 @@ def run_simulation(simulation_id: int, settings: Settings) -> None:
             vae_epochs=project_settings.vae_epochs,
             latent_dim=project_settings.latent_dim,
             representation_epochs=project_settings.representation_epochs,
+            # The curves measure what the project's rounds would do, fine-tuning included.
+            fine_tune=project_settings.fine_tune,
         )
         results = run_simulation(data, config, progress=progress)
         full = float(np.mean(full_accuracy(data, range(1), config)))

@@ -38,7 +38,9 @@ def test_a_simulation_learns_the_representation_a_project_would_get_on_this_devi
     # size, and the cache is named by the whole setting, so a GPU run never reuses a CPU run's features.
     assert setting["patches"]
     assert pool.shape == (len(data.pool_y), setting["widths"][-1] + OUT_DIM) and test.shape[0] == len(data.test_y)
-    assert [p.name for p in tmp_path.iterdir()] == [f"simclr-digits-{len(data.pool_y)}-{setting_tag(setting)}.npz"]
+    name = f"simclr-digits-{len(data.pool_y)}-{setting_tag(setting)}"
+    # The encoder is kept beside its features, for simulations of projects that fine-tune it.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{name}-encoder.pt", f"{name}.npz"]
     assert setting_tag(setting).startswith("-".join(map(str, setting["widths"])) + "-1-")
 
 
@@ -127,3 +129,34 @@ def test_each_rounds_learner_is_shown_to_the_caller_beside_its_row(tmp_path) -> 
     for row, step in seen:
         assert step.accuracy == row["accuracy"]
         assert step.learner is not None and step.learner.info["mode"] == step.learner.mode
+
+
+def test_a_simulation_with_fine_tuning_fine_tunes_the_encoder_that_made_its_features(tmp_path) -> None:
+    import numpy as np
+
+    from models.representation import encode
+    from models.simulate import SimulationData, encoder_for, representation_for, run_one
+
+    digits = load_simulation_data("digits")
+    # Four classes keep the fits small; 120 labels are 30 per class, where the challenge (and with it
+    # fine-tuning) starts.
+    keep, keep_test = digits.pool_y < 4, digits.test_y < 4
+    data = SimulationData(
+        "digits4",
+        digits.pool_x[keep],
+        digits.pool_y[keep],
+        digits.test_x[keep_test],
+        digits.test_y[keep_test],
+        digits.classes[:4],
+    )
+    config = SimulationConfig(
+        strategies=["random"], initial=120, batch=20, rounds=1, representation_epochs=1, fine_tune=True
+    )
+    pool, _ = representation_for(data, config, tmp_path)
+    encoder = encoder_for(data, config, tmp_path)
+    np.testing.assert_allclose(encode(encoder, data.pool_x[:64]), pool[:64], rtol=1e-4, atol=1e-4)
+
+    seen: list[object] = []
+    run_one(data, "random", 0, config, cache=tmp_path, on_step=lambda row, step: seen.append(step))
+    challenge = seen[-1].learner.info["challenge"]  # type: ignore[attr-defined]
+    assert set(challenge["scores"]) == {"head", "mix", "cnn", "fine-tuned"}
