@@ -44,14 +44,19 @@ def main() -> int:
     parser.add_argument("--regime", choices=["low", "mid"], default="mid")
     parser.add_argument("--representation-setting", choices=["cpu", "cuda"], default=None)
     parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / "results" / "cache")
+    parser.add_argument("--fine-tune", action="store_true", help="as a project's fine_tune setting")
+    for budget in ("initial", "batch", "rounds"):
+        parser.add_argument(f"--{budget}", type=int, help="override the regime's (as label_efficiency.py does)")
     parser.add_argument("--out", type=Path, help="also write the lines to this file")
     args = parser.parse_args()
     data = load_simulation_data(args.dataset)
+    overrides = {k: getattr(args, k) for k in ("initial", "batch", "rounds") if getattr(args, k) is not None}
     config = SimulationConfig(
         strategies=[args.strategy],
         learner="simclr",
         representation_setting=args.representation_setting,
-        **regime(args.regime, len(data.pool_y)),
+        fine_tune=args.fine_tune,
+        **(regime(args.regime, len(data.pool_y)) | overrides),
     )
     lines: list[str] = []
 
