@@ -612,3 +612,20 @@ def test_the_fine_tuned_encoder_must_beat_the_best_score_even_when_a_near_tie_ke
     # A tie with the best is not enough: the head it would replace is cheaper and already calibrated.
     level = {"head": 0.60, "mix": 0.50, "cnn": 0.30, "fine-tuned": 0.60}
     assert _choose(level, 400, networks_had_fewer_labels=False) == "head"
+
+
+def test_a_refit_that_did_not_learn_gives_way_to_the_held_out_network_that_won() -> None:
+    from models.learner import trained_or_held_out
+    from models.nets.classifier import SmallCNN
+    from models.simulate import load_simulation_data
+    from models.training import fit_classifier
+
+    data = load_simulation_data("digits")
+    x, y = data.pool_x[:300], data.pool_y[:300]
+    learned = fit_classifier(x, y, 10, seed=0, device=torch.device("cpu"))
+    # A training that stalled: a network that never left its initialisation (on symbols10k-rgb a
+    # refit on every label ended predicting one class).
+    stalled = SmallCNN(in_channels=x.shape[1], n_classes=10).eval()
+
+    assert trained_or_held_out(stalled, learned, x, y, 10, held_out_score=0.8) is learned
+    assert trained_or_held_out(learned, stalled, x, y, 10, held_out_score=0.8) is learned
