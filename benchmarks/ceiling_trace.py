@@ -28,28 +28,18 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="also write the JSON to this file")
     args = parser.parse_args()
 
-    from models.head import fit_head
-    from models.learner import FeatureLearner, challenge_with_cnn
-    from models.simulate import SimulationConfig, load_simulation_data, representation_for
+    from models.simulate import SimulationConfig, full_pool_learner, load_simulation_data, representation_for
     from models.training import evaluate, fit_classifier, predict_proba
 
     data = load_simulation_data(args.dataset)
-    pool, test = representation_for(data, SimulationConfig(strategies=[], learner="simclr"), args.cache)
+    _, test = representation_for(data, SimulationConfig(strategies=[], learner="simclr"), args.cache)
     k = len(data.classes)
 
     def accuracy(probabilities: np.ndarray, y: np.ndarray) -> float:
         return round(float(evaluate(probabilities, y, k)["accuracy"]), 4)
 
-    # The ceiling as full_pool_accuracy fits it.
-    head = fit_head(pool, data.pool_y, k, pool_features=pool, c_grid=(1.0,), temperature=1.0)
-    learner = challenge_with_cnn(
-        FeatureLearner(head, "supervised", {"mode": "supervised", "c": 1.0}),
-        pool_x=data.pool_x,
-        pool_features=pool,
-        labelled_pos=np.arange(len(data.pool_y)),
-        labels=data.pool_y,
-        n_classes=k,
-    )
+    learner = full_pool_learner(data, SimulationConfig(strategies=[], learner="simclr"), args.cache)
+    head = learner.head
     p_head = head.predict_proba(test)
     figures: dict[str, object] = {
         "dataset": args.dataset,

@@ -381,6 +381,27 @@ def run_one(
     return rows
 
 
+def full_pool_learner(data: SimulationData, config: SimulationConfig, cache: Path | None = None) -> Any:
+    """The head on the representation with every pool label, challenged by the CNN: the simclr
+    learner's ceiling (a FeatureLearner)."""
+    from models.head import fit_head
+    from models.learner import FeatureLearner, challenge_with_cnn
+
+    pool, _ = representation_for(data, config, cache)
+    # The ceiling needs no choice of read-out: every label is used, with the head's usual C. It is
+    # still challenged by the CNN on the pixels, as every round's head is, or curves that switch
+    # to the CNN would end above their own ceiling.
+    head = fit_head(pool, data.pool_y, len(data.classes), pool_features=pool, c_grid=(1.0,), temperature=1.0)
+    return challenge_with_cnn(
+        FeatureLearner(head, "supervised", {"mode": "supervised", "c": 1.0}),
+        pool_x=data.pool_x,
+        pool_features=pool,
+        labelled_pos=np.arange(len(data.pool_y)),
+        labels=data.pool_y,
+        n_classes=len(data.classes),
+    )
+
+
 def full_pool_accuracy(
     data: SimulationData, seeds: Iterable[int], config: SimulationConfig | None = None, cache: Path | None = None
 ) -> list[float]:
@@ -389,22 +410,8 @@ def full_pool_accuracy(
 
     out = []
     if config is not None and config.learner == "simclr":
-        from models.head import fit_head
-        from models.learner import FeatureLearner, challenge_with_cnn
-
-        pool, test = representation_for(data, config, cache)
-        # The ceiling needs no choice of read-out: every label is used, with the head's usual C. It is
-        # still challenged by the CNN on the pixels, as every round's head is, or curves that switch
-        # to the CNN would end above their own ceiling.
-        head = fit_head(pool, data.pool_y, len(data.classes), pool_features=pool, c_grid=(1.0,), temperature=1.0)
-        learner = challenge_with_cnn(
-            FeatureLearner(head, "supervised", {"mode": "supervised", "c": 1.0}),
-            pool_x=data.pool_x,
-            pool_features=pool,
-            labelled_pos=np.arange(len(data.pool_y)),
-            labels=data.pool_y,
-            n_classes=len(data.classes),
-        )
+        learner = full_pool_learner(data, config, cache)
+        _, test = representation_for(data, config, cache)
         probabilities = learner.predict_proba(test, data.test_x)
         accuracy = evaluate(probabilities, data.test_y, len(data.classes))["accuracy"]
         return [float(accuracy)]  # type: ignore[arg-type]
