@@ -46,16 +46,22 @@ def augmented_bytes(digits: np.ndarray, n: int, rng: np.random.Generator, chunk:
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
         pick = rng.integers(0, len(digits), m)
-        rows = digits[pick].astype(np.float32) / 255.0
-        dx, dy = rng.integers(-3, 4, m), rng.integers(-3, 4, m)
-        for shift in range(-3, 4):
-            rows[dx == shift] = np.roll(rows[dx == shift], shift, axis=2)
-            rows[dy == shift] = np.roll(rows[dy == shift], shift, axis=1)
-        rows *= rng.uniform(0.7, 1.3, (m, 1, 1)).astype(np.float32)
-        rows += rng.uniform(-0.1, 0.1, (m, 1, 1)).astype(np.float32)
-        rows += rng.normal(0, 0.05, rows.shape).astype(np.float32)
-        out[start : start + m, 0] = (np.clip(rows, 0, 1) * 255).round().astype(np.uint8)
+        out[start : start + m, 0] = augment(digits[pick], rng)
     return out
+
+
+def augment(digits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """[m, 28, 28] uint8 digits, each shifted up to 3 px, jittered and noised (a copy)."""
+    m = len(digits)
+    rows = digits.astype(np.float32) / 255.0
+    dx, dy = rng.integers(-3, 4, m), rng.integers(-3, 4, m)
+    for shift in range(-3, 4):
+        rows[dx == shift] = np.roll(rows[dx == shift], shift, axis=2)
+        rows[dy == shift] = np.roll(rows[dy == shift], shift, axis=1)
+    rows *= rng.uniform(0.7, 1.3, (m, 1, 1)).astype(np.float32)
+    rows += rng.uniform(-0.1, 0.1, (m, 1, 1)).astype(np.float32)
+    rows += rng.normal(0, 0.05, rows.shape).astype(np.float32)
+    return (np.clip(rows, 0, 1) * 255).round().astype(np.uint8)
 
 
 def device_name(device: object) -> str:

@@ -83,7 +83,7 @@ class PixelCache:
         for start in range(0, len(missing), DECODE_CHUNK):
             chunk = missing[start : start + DECODE_CHUNK]
             fresh = (load_arrays(storage, chunk, self.size, self.channels) * 255.0).round().astype(np.uint8)
-            rows = self._append(chunk, fresh)
+            rows = self.append(chunk, fresh)
             if progress is not None:
                 progress(min(start + DECODE_CHUNK, len(missing)) / len(missing))
         if missing:
@@ -93,7 +93,10 @@ class PixelCache:
         table = np.memmap(self.data_path, dtype=np.uint8, mode="r").reshape(-1, self.channels, self.size, self.size)
         return PoolPixels(table, np.asarray([rows[k] for k in keys], dtype=np.int64))
 
-    def _append(self, keys: list[str], fresh: np.ndarray) -> dict[str, int]:
+    def append(self, keys: list[str], fresh: np.ndarray) -> dict[str, int]:
+        """Adds uint8 rows [N, C, size, size] under their storage keys (keys already cached are
+        skipped) and returns every key's row. Rounds call it for what they decode; a bulk loader that
+        already holds decoded pixels may call it so that no round decodes them again."""
         with self.lock_path.open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             rows = self._rows()
