@@ -6,6 +6,31 @@ import torch
 from torch import nn
 
 
+class BinAverage(nn.Module):
+    """nn.AdaptiveAvgPool2d(size) as two matrix products with fixed bin-averaging matrices.
+
+    CUDA has no deterministic backward for adaptive average pooling (PyTorch only warns under
+    `use_deterministic_algorithms(warn_only=True)`), so a CNN trained on a GPU differed from run to
+    run with the same seed. A matrix product's backward is deterministic. Same bins as PyTorch's:
+    bin i of n over a side of h covers [floor(i h / n), ceil((i + 1) h / n)). No parameters or
+    buffers, so saved weights load into either.
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def _bins(self, side: int, like: torch.Tensor) -> torch.Tensor:
+        weights = torch.zeros(self.size, side, dtype=like.dtype, device=like.device)
+        for i in range(self.size):
+            start, stop = (i * side) // self.size, -((-(i + 1) * side) // self.size)
+            weights[i, start:stop] = 1.0 / (stop - start)
+        return weights
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._bins(x.shape[-2], x) @ x @ self._bins(x.shape[-1], x).T
+
+
 class SmallCNN(nn.Module):
     """Two conv-BN blocks and a two-layer head; works for any square input size >= 8.
 
@@ -29,7 +54,7 @@ class SmallCNN(nn.Module):
             nn.BatchNorm2d(2 * width),
             nn.MaxPool2d(2),
             nn.ReLU(),
-            nn.AdaptiveAvgPool2d(4),
+            BinAverage(4),
         )
         self.head = nn.Sequential(
             nn.Flatten(),
