@@ -20,7 +20,7 @@ import numpy as np
 from sqlalchemy import delete, select, update
 
 from app.annotations.service import current_labels
-from app.core.db import session_scope, utcnow
+from app.core.db import read_scope, session_scope, utcnow
 from app.core.settings import Settings
 from app.images.orm import Image, Split
 from app.projects.orm import Project
@@ -186,6 +186,13 @@ def _claim(round_id: int, settings: Settings) -> RoundInputs | None:
         round_.started_at = utcnow()
         round_.heartbeat_at = utcnow()
         round_.error = None
+    # The inputs are read once the claim is committed, in a read-only transaction: a million-image
+    # pool is seconds of reading, and on SQLite a write transaction would hold the API's writers
+    # (labels, leases) for all of it. What changes meanwhile is what a later read would have seen.
+    with read_scope(settings) as session:
+        round_ = session.get(Round, round_id)
+        if round_ is None:
+            return None
         project = session.get(Project, round_.project_id)
         assert project is not None
         class_index = {c: i for i, c in enumerate(project.classes)}

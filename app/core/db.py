@@ -70,14 +70,18 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
             # A deferred transaction that reads and then writes can fail with SQLITE_BUSY without
-            # waiting; taking the write lock up front makes concurrent writers queue instead.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # waiting; taking the write lock up front makes concurrent writers queue instead. A
+            # unit of work that only reads (read_scope) needs no lock: WAL gives it a snapshot.
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
 _factories: dict[str, sessionmaker[Session]] = {}
+_readers: dict[str, Engine] = {}
+# The execution option that marks a read-only unit of work (see read_scope).
+READ_ONLY = "suggestlab_read_only"
 
 
 def session_factory(settings: Settings | None = None) -> sessionmaker[Session]:
@@ -128,6 +132,24 @@ def dispose_engines() -> None:
         if bind is not None:
             bind.dispose(close=False)
     _factories.clear()
+    _readers.clear()
+
+
+@contextmanager
+def read_scope(settings: Settings | None = None) -> Iterator[Session]:
+    """A unit of work that only reads, rolled back at the end. On SQLite it takes no write lock: a
+    worker reading a million-image pool (seconds) would otherwise hold every writer of the API
+    (labels, leases) for that long. Nothing may be written through it."""
+    factory = session_factory(settings)
+    url = (settings or get_settings()).database_url
+    if url not in _readers:
+        _readers[url] = factory.kw["bind"].execution_options(**{READ_ONLY: True})
+    session = factory(bind=_readers[url])
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()
 
 
 @contextmanager
