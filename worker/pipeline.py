@@ -20,7 +20,7 @@ import numpy as np
 from sqlalchemy import delete, select, update
 
 from app.annotations.service import current_labels
-from app.core.db import read_scope, session_scope, utcnow
+from app.core.db import plain_rows, read_scope, session_scope, utcnow
 from app.core.settings import Settings
 from app.images.orm import Image, Split
 from app.projects.orm import Project
@@ -196,11 +196,12 @@ def _claim(round_id: int, settings: Settings) -> RoundInputs | None:
         project = session.get(Project, round_.project_id)
         assert project is not None
         class_index = {c: i for i, c in enumerate(project.classes)}
-        pool = session.execute(
+        pool = plain_rows(
+            session,
             select(Image.id, Image.storage_key, Image.synthetic)
-            .where(Image.project_id == project.id, Image.split == Split.pool)
-            .order_by(Image.id)
-        ).all()
+            .where(Image.project_id == project.id, Image.split == Split.pool.value)
+            .order_by(Image.id),
+        )
         validation = session.execute(
             select(Image.id, Image.storage_key, Image.ground_truth)
             .where(Image.project_id == project.id, Image.split == Split.validation)

@@ -4,14 +4,15 @@ SQLite, so the API's writers are not held for the seconds a million-image pool t
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from app import orm
-from app.core.db import dispose_engines, read_scope, session_factory, session_scope
+from app.core.db import dispose_engines, plain_rows, read_scope, session_factory, session_scope
+from app.core.migrate import upgrade
 from app.core.settings import Settings
 
 
@@ -53,3 +54,50 @@ def test_a_unit_of_work_that_may_write_still_takes_the_lock_up_front(settings: S
     with session_scope(settings) as session:
         assert session.scalar(select(orm.Project.name)) == "before"
         assert not _another_writer_commits(settings)
+
+
+@pytest.fixture
+def postgres_db_factory_lazy(request: pytest.FixtureRequest) -> Callable[[], str]:
+    # Only the PostgreSQL case asks for a database, so the SQLite case runs where there is none.
+    return lambda: request.getfixturevalue("postgres_db_factory")()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_plain_rows_reads_what_the_orm_reads_on_each_backend(
+    backend: str, tmp_path: Path, postgres_db_factory_lazy: Callable[[], str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'plain.db'}" if backend == "sqlite" else postgres_db_factory_lazy()
+    settings = Settings(database_url=url, data_dir=tmp_path)
+    upgrade(settings)
+    with session_scope(settings) as session:
+        project, other = orm.Project(name="p", classes=["a"]), orm.Project(name="q", classes=["a"])
+        session.add_all([project, other])
+        session.flush()
+        session.add_all(
+            orm.Image(
+                project_id=(project if i % 3 else other).id,
+                storage_key=f"key-{i}",
+                sha256=f"{i:064d}",
+                format="PNG",
+                width=8,
+                height=8,
+                original_name=f"{i}.png",
+                split="validation" if i == 4 else "pool",
+                synthetic=i == 5,
+            )
+            for i in range(9)
+        )
+        project_id = project.id
+    query = (
+        select(orm.Image.id, orm.Image.storage_key, orm.Image.synthetic)
+        .where(orm.Image.project_id == project_id, orm.Image.split == orm.Split.pool.value)
+        .order_by(orm.Image.id)
+    )
+    try:
+        with read_scope(settings) as session:
+            expected = [tuple(row) for row in session.execute(query)]
+            got = plain_rows(session, query)
+    finally:
+        dispose_engines()
+    assert [key for _, key, _ in expected] == ["key-1", "key-2", "key-5", "key-7", "key-8"]
+    assert [(i, key, bool(synthetic)) for i, key, synthetic in got] == expected
