@@ -15,7 +15,7 @@ written straight into storage, the image table and the worker's pixel cache, wit
 or the first round's decoding: the warm rounds on a machine whose device time is too short for
 both (ingest_speed.py and the CPU run of this script measure those). --label-rounds N then labels
 each round's batch with the digits' classes over REST and runs N `entropy` and N `snn` rounds, which
-train on those labels and score the whole pool.
+train on those labels and score the whole pool. --strategies names the rounds instead.
 Peak memory is read from /proc for the API process and each worker process, over the whole run and
 (reset through /proc/PID/clear_refs after each round) for each round's worker processes.
 """
@@ -173,7 +173,13 @@ def label_batch(client: httpx.Client, round_id: int, label_by_id: dict[int, str]
 
 
 def run(
-    images: int, batch: int, *, seeded: bool = False, label_rounds: int = 0, progress: Path | None = None
+    images: int,
+    batch: int,
+    *,
+    seeded: bool = False,
+    label_rounds: int = 0,
+    strategies: list[str] | None = None,
+    progress: Path | None = None,
 ) -> dict[str, object]:
     tmp = Path(tempfile.mkdtemp(prefix="suggestlab-1m-"))
     archives: list[Path] = []
@@ -208,7 +214,7 @@ def run(
         rounds: list[dict[str, object]] = []
         out["rounds"] = rounds
         overall: dict[str, float] = {}
-        strategies = ["random", "random", "typiclust", "typiclust", *(["entropy", "snn"] * label_rounds)]
+        strategies = strategies or ["random", "random", "typiclust", "typiclust", *(["entropy", "snn"] * label_rounds)]
         previous: int | None = None
         for strategy in strategies:
             labelled = label_batch(client, previous, label_by_id) if label_by_id and previous else 0
@@ -255,11 +261,19 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "round_1m.json")
     parser.add_argument("--seed-pool", action="store_true", help="write the pool directly (see above)")
     parser.add_argument("--label-rounds", type=int, default=0, help="with --seed-pool: labelled entropy+snn pairs")
+    parser.add_argument("--strategies", help="the rounds, comma-separated, instead of the sequence above")
     args = parser.parse_args()
     if args.label_rounds and not args.seed_pool:
         parser.error("--label-rounds needs --seed-pool (the uploaded pool's classes are not kept)")
     # Written after every round as well, so a run cut short by its time limit leaves what it measured.
-    result = run(args.images, args.batch, seeded=args.seed_pool, label_rounds=args.label_rounds, progress=args.out)
+    result = run(
+        args.images,
+        args.batch,
+        seeded=args.seed_pool,
+        label_rounds=args.label_rounds,
+        strategies=args.strategies.split(",") if args.strategies else None,
+        progress=args.out,
+    )
     result["command"] = "python benchmarks/round_1m.py " + " ".join(sys.argv[1:])
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
