@@ -193,6 +193,13 @@ def postgres_db_factory() -> Iterator[Callable[[], str]]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture
+def postgres_db_factory_lazy(request: pytest.FixtureRequest) -> Callable[[], str]:
+    """postgres_db_factory, asked for only when called: a test parametrised over SQLite and
+    PostgreSQL then runs its SQLite case where there is no PostgreSQL."""
+    return lambda: request.getfixturevalue("postgres_db_factory")()
+
+
 @pytest.fixture(scope="session")
 def redis_db_factory() -> Iterator[Callable[[], str]]:
     """Claims empty Redis database numbers on demand; each is flushed at the end of the session."""

@@ -84,12 +84,6 @@ def world(
     engine.dispose()
 
 
-@pytest.fixture
-def postgres_db_factory_lazy(request: pytest.FixtureRequest) -> Callable[[], str]:
-    # Only the PostgreSQL case asks for a database, so the SQLite case runs where there is none.
-    return lambda: request.getfixturevalue("postgres_db_factory")()
-
-
 def _lease(world: World, user_id: int, limit: int) -> list[Suggestion]:
     with world.sessions.begin() as session:
         user = session.get(User, user_id)

@@ -56,12 +56,6 @@ def test_a_unit_of_work_that_may_write_still_takes_the_lock_up_front(settings: S
         assert not _another_writer_commits(settings)
 
 
-@pytest.fixture
-def postgres_db_factory_lazy(request: pytest.FixtureRequest) -> Callable[[], str]:
-    # Only the PostgreSQL case asks for a database, so the SQLite case runs where there is none.
-    return lambda: request.getfixturevalue("postgres_db_factory")()
-
-
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_plain_rows_reads_what_the_orm_reads_on_each_backend(
     backend: str, tmp_path: Path, postgres_db_factory_lazy: Callable[[], str]
