@@ -32,13 +32,13 @@ def main() -> int:
     from models.training import evaluate, fit_classifier, predict_proba
 
     data = load_simulation_data(args.dataset)
-    _, test = representation_for(data, SimulationConfig(strategies=[], learner="simclr"), args.cache)
+    pool, test = representation_for(data, SimulationConfig(strategies=[], learner="simclr"), args.cache)
     k = len(data.classes)
 
     def accuracy(probabilities: np.ndarray, y: np.ndarray) -> float:
         return round(float(evaluate(probabilities, y, k)["accuracy"]), 4)
 
-    learner = full_pool_learner(data, SimulationConfig(strategies=[], learner="simclr"), args.cache)
+    learner = full_pool_learner(data, pool)
     head = learner.head
     p_head = head.predict_proba(test)
     figures: dict[str, object] = {

@@ -101,12 +101,13 @@ def seed_pool(
     validation split. Returns the seconds and each pool image's class."""
     from sqlalchemy import insert, select
 
-    from app import orm  # noqa: F401  (every table, for the image table's foreign keys)
+    from app import orm  # every table, for the image table's foreign keys
     from app.core.db import session_factory
     from app.core.settings import Settings
     from app.datasets import load_dataset
-    from app.images.orm import Image
     from worker.data import pixel_cache
+
+    Image = orm.Image
 
     settings = Settings(data_dir=data_dir)
     sessions = session_factory(settings)
@@ -156,8 +157,7 @@ def seed_pool(
             label_of.update((name, str(int(mnist.labels[pick[i]]))) for name, i in zip(names, keep, strict=True))
             print(f"seeded {start + m} ({time.monotonic() - started:.0f} s)", flush=True)
     with sessions() as session:
-        query = select(Image.id, Image.original_name).where(Image.project_id == project_id)
-        query = query.where(Image.split == "pool")
+        query = select(Image.id, Image.original_name).where(Image.project_id == project_id, Image.split == "pool")
         by_id = {image_id: label_of[name] for image_id, name in session.execute(query)}
     return {"seconds": round(time.monotonic() - started, 1), "images": len(seen), "label_by_id": by_id}
 

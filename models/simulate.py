@@ -381,13 +381,12 @@ def run_one(
     return rows
 
 
-def full_pool_learner(data: SimulationData, config: SimulationConfig, cache: Path | None = None) -> Any:
-    """The head on the representation with every pool label, challenged by the CNN: the simclr
-    learner's ceiling (a FeatureLearner)."""
+def full_pool_learner(data: SimulationData, pool: np.ndarray) -> Any:
+    """The head on the pool's representation (`pool`, from representation_for) with every pool label,
+    challenged by the CNN: the simclr learner's ceiling (a FeatureLearner)."""
     from models.head import fit_head
     from models.learner import FeatureLearner, challenge_with_cnn
 
-    pool, _ = representation_for(data, config, cache)
     # The ceiling needs no choice of read-out: every label is used, with the head's usual C. It is
     # still challenged by the CNN on the pixels, as every round's head is, or curves that switch
     # to the CNN would end above their own ceiling.
@@ -410,8 +409,8 @@ def full_pool_accuracy(
 
     out = []
     if config is not None and config.learner == "simclr":
-        learner = full_pool_learner(data, config, cache)
-        _, test = representation_for(data, config, cache)
+        pool, test = representation_for(data, config, cache)
+        learner = full_pool_learner(data, pool)
         probabilities = learner.predict_proba(test, data.test_x)
         accuracy = evaluate(probabilities, data.test_y, len(data.classes))["accuracy"]
         return [float(accuracy)]  # type: ignore[arg-type]

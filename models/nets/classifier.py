@@ -19,13 +19,18 @@ class BinAverage(nn.Module):
     def __init__(self, size: int) -> None:
         super().__init__()
         self.size = size
+        # Built once per side, dtype and device, not per batch: on a GPU each build is several launches.
+        self._made: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
 
     def _bins(self, side: int, like: torch.Tensor) -> torch.Tensor:
-        weights = torch.zeros(self.size, side, dtype=like.dtype, device=like.device)
-        for i in range(self.size):
-            start, stop = (i * side) // self.size, -((-(i + 1) * side) // self.size)
-            weights[i, start:stop] = 1.0 / (stop - start)
-        return weights
+        key = (side, like.dtype, like.device)
+        if key not in self._made:
+            weights = torch.zeros(self.size, side, dtype=like.dtype)
+            for i in range(self.size):
+                start, stop = (i * side) // self.size, -((-(i + 1) * side) // self.size)
+                weights[i, start:stop] = 1.0 / (stop - start)
+            self._made[key] = weights.to(like.device)
+        return self._made[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._bins(x.shape[-2], x) @ x @ self._bins(x.shape[-1], x).T
