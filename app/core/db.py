@@ -136,10 +136,10 @@ def dispose_engines() -> None:
 
 
 def plain_rows(session: Session, statement: Select[Any]) -> list[tuple[Any, ...]]:
-    """Every row of a select as the driver's plain tuples, without SQLAlchemy's result processing:
-    for a million-row read (a round's pool) that processing is most of the time (SQLite: 3x). Only
-    for columns whose driver values are already what the caller wants (ints, strings; a boolean
-    comes back as 0/1 on SQLite) and parameters the driver takes as they are."""
+    """Every row of a select as the driver's plain tuples, without SQLAlchemy's per-row result
+    processing, which a million-row read (a round's pool) pays a million times. Only for columns
+    whose driver values are already what the caller wants (ints, strings; a boolean comes back as
+    0/1 on SQLite) and parameters the driver takes as they are."""
     connection = session.connection()
     compiled = statement.compile(dialect=connection.dialect)
     params: Any = compiled.construct_params()
