@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import faiss
@@ -43,6 +44,26 @@ def augmented(digits: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarra
     return out
 
 
+def pca_codes(
+    digits: np.ndarray, n: int, dim: int, rng: np.random.Generator
+) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """[n, dim] float32 codes of augmented digits on the top principal components of 50,000 of
+    them, and the projection that made them (for queries)."""
+    sample = augmented(digits, 50_000, rng)
+    mean = sample.mean(0)
+    _, _, vt = np.linalg.svd(sample - mean, full_matrices=False)
+    basis = vt[:dim].T.astype(np.float32)
+
+    def project(x: np.ndarray) -> np.ndarray:
+        return (x - mean) @ basis
+
+    features = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, 50_000):
+        stop = min(n, start + 50_000)
+        features[start:stop] = project(augmented(digits, stop - start, rng))
+    return features, project
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1_000_000)
@@ -55,15 +76,8 @@ def main() -> int:
     digits = load_dataset("mnist5k").images.astype(np.float32) / 255.0
 
     t = time.monotonic()
-    sample = augmented(digits, 50_000, rng)
-    mean = sample.mean(0)
-    _, _, vt = np.linalg.svd(sample - mean, full_matrices=False)
-    basis = vt[: args.dim].T.astype(np.float32)
-    features = np.empty((args.n, args.dim), dtype=np.float32)
-    for start in range(0, args.n, 50_000):
-        stop = min(args.n, start + 50_000)
-        features[start:stop] = (augmented(digits, stop - start, rng) - mean) @ basis
-    queries = (augmented(digits, args.queries, rng) - mean) @ basis
+    features, project = pca_codes(digits, args.n, args.dim, rng)
+    queries = project(augmented(digits, args.queries, rng))
     features_s = time.monotonic() - t
 
     t = time.monotonic()

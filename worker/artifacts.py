@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from app.storage import Storage
-from models.latent_index import LatentIndex
 from models.nets.vae import ConvVAE
 
 
@@ -65,10 +64,6 @@ def load_latents(storage: Storage, key: str) -> tuple[np.ndarray, np.ndarray]:
     """(ids [N], codes [N, D]) as save_latents stored them."""
     with np.load(io.BytesIO(storage.get(key))) as npz:
         return npz["ids"], npz["codes"]
-
-
-def save_index(storage: Storage, key: str, index: LatentIndex) -> None:
-    storage.put(key, index.to_bytes())
 
 
 def save_challenger(storage: Storage, key: str, challenger: Any, *, image_size: int, n_classes: int) -> None:

@@ -129,6 +129,7 @@ class WarmCache:
 
 
 WARM = WarmCache()
+SELECTION_EF_PER_NEIGHBOUR = 16
 
 
 def digest_of(*parts: Any) -> str:
@@ -321,9 +322,8 @@ def _write(inputs: RoundInputs, output: RoundOutput, storage: Storage, settings:
 def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: Reporter) -> RoundOutput:
     # torch and faiss load here, in the pool child, never in the worker's parent process.
     from models.active import run_step
-    from models.latent_index import LatentIndex
     from models.training import select_device
-    from worker.artifacts import artifact_key, save_index
+    from worker.artifacts import artifact_key
 
     started = time.monotonic()
     WARM.hits.clear()
@@ -411,12 +411,12 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
     def generative() -> dict[str, Any]:
         space = latents() if callable(latents) else latents
         if "index" not in built:
-            built["index"] = (
-                LatentIndex(exact_max=settings.latent_index_exact_max).fit(
-                    space[candidate_pos], np.arange(len(candidate_pos))
-                )
-                if len(candidate_pos)
-                else None
+            if callable(latents):
+                space_id = vae_info.get("key")
+            else:
+                space_id = representation_info.get("id") or representation_info.get("kind")
+            built["index"] = candidate_index(
+                space, space_id, pool_ids, candidate_pos, exact_max=settings.latent_index_exact_max
             )
         return {"vae": vae_space.get("vae"), "candidate_index": built["index"]}
 
@@ -447,10 +447,6 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
         challenger=challenger,
         feature_blocks=representation_info.get("blocks"),
     )
-    if built.get("index") is not None:
-        key = artifact_key(inputs.project_id, inputs.round_id, "candidate-index.faiss")
-        save_index(storage, key, built["index"])
-        artifacts["candidate_index"] = key
     # The VAE made inside the step (a cold start asked for latents) is VAE time, not selection time.
     in_step_vae_s = vae_space.get("seconds", 0.0) if vae_space and not made_before_step else 0.0
     predictions = _predictions(step, features, pool_x, candidate_pos)
@@ -710,6 +706,40 @@ def _representation(
         "refresh_requested": requested,
     }
     return features, val_features, info, features_key if features is known else None
+
+
+def candidate_index(
+    space: np.ndarray,
+    space_id: str | None,
+    pool_ids: np.ndarray,
+    candidate_pos: np.ndarray,
+    *,
+    exact_max: int,
+) -> Any:
+    """Nearest-neighbour search over the round's candidates (`space` rows at `candidate_pos`),
+    answering with positions in `candidate_pos`; None without candidates.
+
+    Above `exact_max` the search is an HNSW graph, which takes minutes to build over a million codes
+    on two cores. That graph is over the whole pool and kept between rounds (one per space and
+    pool), searched with everything that is not a candidate filtered out, so a round pays for it
+    once, not once per round. Below `exact_max`, or once fewer than half of the pool are candidates
+    (filtered HNSW search then walks mostly through excluded nodes), the round builds its own."""
+    from models.latent_index import LatentIndex
+
+    if not len(candidate_pos):
+        return None
+    # snn asks for 30 neighbours of codes it moved off the pool, a harder search than the pool's
+    # own neighbours: at efSearch 128 recall@30 was 0.96 on a million codes, at 16 per neighbour
+    # (480) 0.99 (benchmarks/results/candidate_index.md).
+    make = lambda: LatentIndex(exact_max=exact_max, ef_per_neighbour=SELECTION_EF_PER_NEIGHBOUR)  # noqa: E731
+    if space_id is None or len(pool_ids) <= exact_max or 2 * len(candidate_pos) < len(pool_ids):
+        return make().fit(space[candidate_pos], np.arange(len(candidate_pos)))
+    pool_index = WARM.get(
+        "pool-index",
+        digest_of(space_id, pool_ids, exact_max),
+        lambda: make().fit(space, np.arange(len(pool_ids))),
+    )
+    return pool_index.among(candidate_pos)
 
 
 def _latent_space(

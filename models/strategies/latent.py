@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.latent_index import LatentIndex
+from models.latent_index import IndexSubset, LatentIndex
 from models.strategies.base import Selection, SelectionContext, Strategy, SyntheticItem
 from models.strategies.coreset import k_center_greedy
 
@@ -78,7 +78,7 @@ def _sources(ctx: SelectionContext, n_sources: int | None, rng: np.random.Genera
     return np.asarray(sorted(set(chosen)), dtype=np.int64)
 
 
-def _candidate_index(ctx: SelectionContext) -> LatentIndex:
+def _candidate_index(ctx: SelectionContext) -> LatentIndex | IndexSubset:
     index = ctx.extras.get("candidate_index")
     if index is None:
         assert ctx.candidate_features is not None
@@ -282,7 +282,7 @@ class SNNStrategy(Strategy):
         return selection
 
 
-def _nn_scale(index: LatentIndex, features: np.ndarray, rng: np.random.Generator) -> float:
+def _nn_scale(index: LatentIndex | IndexSubset, features: np.ndarray, rng: np.random.Generator) -> float:
     """Median distance from a pool code to its nearest other pool code."""
     sample = features[rng.choice(len(features), size=min(500, len(features)), replace=False)]
     dist, _ = index.kneighbors(sample, 2)

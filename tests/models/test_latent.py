@@ -65,6 +65,61 @@ def test_approximate_index_recall_against_exact() -> None:
     assert found[:, 0].tolist() == [7, 8, 9]
 
 
+def test_a_subset_of_the_index_answers_like_an_index_built_on_it() -> None:
+    rng = np.random.default_rng(1)
+    codes = rng.normal(size=(4000, 16)).astype(np.float32)
+    subset = np.sort(rng.choice(4000, 3000, replace=False))
+    left_out = np.setdiff1d(np.arange(4000), subset)
+    _, truth = LatentIndex(exact_max=10**6).fit(codes[subset], np.arange(3000)).kneighbors(codes[:300] + 0.05, 10)
+    for exact_max, least in ((10_000, 1.0), (1000, 0.95)):  # flat, then HNSW
+        whole = LatentIndex(exact_max=exact_max).fit(codes, np.arange(4000) + 50)
+        view = whole.among(subset + 50)
+        assert len(view) == 3000 and whole.approximate == (exact_max < 4000)
+        _, found = view.kneighbors(codes[:300] + 0.05, 10)
+        hits = sum(len(set(t) & set(f)) for t, f in zip(truth.tolist(), found.tolist(), strict=True))
+        assert hits / truth.size >= least, (exact_max, hits / truth.size)
+        # An image left out is never its own nearest neighbour: it is not searched at all.
+        distance, nearest = view.kneighbors(codes[left_out[:50]], 1)
+        assert (distance[:, 0] > 0).all() and (nearest >= 0).all()
+    with pytest.raises(ValueError, match="in the index"):
+        whole.among(np.array([1, 2]))
+    # Selection's searches keep 16 candidates per neighbour asked for; exact search has no such knob.
+    tuned = LatentIndex(exact_max=1000, ef_per_neighbour=16).fit(codes, np.arange(4000))
+    assert tuned.search_parameters(30).efSearch == 480 and tuned.search_parameters(2).efSearch == 128
+    assert LatentIndex().fit(codes, np.arange(4000)).search_parameters(30) is None
+
+
+def test_rounds_search_their_candidates_in_one_pool_graph_kept_between_rounds() -> None:
+    from models.latent_index import IndexSubset
+    from worker.pipeline import WARM, candidate_index
+
+    codes = np.random.default_rng(2).normal(size=(3000, 8)).astype(np.float32)
+    pool_ids = np.arange(3000) + 100
+    WARM.hits.clear()
+    first = candidate_index(codes, "representation-1", pool_ids, np.arange(100, 3000), exact_max=1000)
+    assert isinstance(first, IndexSubset) and "pool-index" not in WARM.hits
+    # The next round (a hundred more labels) searches the same graph; positions are in its candidates.
+    second = candidate_index(codes, "representation-1", pool_ids, np.arange(200, 3000), exact_max=1000)
+    assert "pool-index" in WARM.hits and second.base is first.base
+    _, nearest = second.kneighbors(codes[[500]], 1)
+    assert nearest[0, 0] == 300
+    # Another space, or a pool under exact_max, or one mostly labelled: the round builds its own.
+    WARM.hits.clear()
+    assert (
+        candidate_index(codes, "representation-2", pool_ids, np.arange(200, 3000), exact_max=1000).base
+        is not first.base
+    )
+    assert "pool-index" not in WARM.hits
+    assert isinstance(
+        candidate_index(codes, "representation-2", pool_ids, np.arange(3000), exact_max=5000), LatentIndex
+    )
+    assert isinstance(
+        candidate_index(codes, "representation-2", pool_ids, np.arange(2000, 3000), exact_max=1000), LatentIndex
+    )
+    assert candidate_index(codes, None, pool_ids, np.arange(200, 3000), exact_max=1000).approximate
+    assert candidate_index(codes, "representation-2", pool_ids, np.arange(0), exact_max=1000) is None
+
+
 def _latent_context(trained: dict, digits: tuple[np.ndarray, np.ndarray], seed: int) -> SelectionContext:
     x, y = digits
     latents = trained["latents"]
@@ -95,6 +150,18 @@ def test_latent_strategies_pick_only_unlabelled_real_images(
     assert not selection.synthetic
     again = get_strategy(name).select(_latent_context(trained, digits, seed=1), batch)
     assert again.image_ids == selection.image_ids
+
+
+@pytest.mark.parametrize("name", ["snn", "snn-plain"])
+def test_latent_strategies_pick_the_same_from_the_pools_index_as_from_their_own(
+    name: str, trained: dict, digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    own = get_strategy(name).select(_latent_context(trained, digits, seed=2), 25)
+    ctx = _latent_context(trained, digits, seed=2)
+    pool_index = LatentIndex().fit(trained["latents"], np.arange(300))  # exact: the same neighbours
+    ctx.extras["candidate_index"] = pool_index.among(np.arange(40, 300))
+    kept = get_strategy(name).select(ctx, 25)
+    assert kept.image_ids == own.image_ids
 
 
 def test_snn_reasons_name_source_and_distance(trained: dict, digits: tuple[np.ndarray, np.ndarray]) -> None:
