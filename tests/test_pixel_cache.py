@@ -3,6 +3,9 @@ gives them, and a torn append from a killed process cannot shift later rows."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +45,34 @@ def test_unchanged_images_are_not_decoded_again(tmp_path: Path) -> None:
     small = PixelCache(tmp_path / "cache", 16, 1)
     small.load(storage, keys[:3])
     assert small.decoded_last == 3
+
+
+def test_rows_another_process_appended_are_read_with_what_this_one_already_knew(tmp_path: Path) -> None:
+    storage, keys = _store(tmp_path, 20)
+    cache = PixelCache(tmp_path / "cache", 28, 1)
+    cache.load(storage, keys[:10])
+    # Another worker process decodes the other ten; this process has only read the first ten keys.
+    other = (
+        "import sys; from pathlib import Path; from app.storage import LocalStorage; from worker.data import "
+        "PixelCache; PixelCache(Path(sys.argv[2]), 28, 1).load(LocalStorage(Path(sys.argv[1])), sys.argv[3:])"
+    )
+    root = Path(__file__).resolve().parent.parent
+    command = [sys.executable, "-c", other, str(tmp_path / "store"), str(tmp_path / "cache"), *keys[10:]]
+    subprocess.run(command, check=True, cwd=root)
+    both = cache.load(storage, keys[::-1])
+    assert cache.decoded_last == 0
+    np.testing.assert_array_equal(both, load_arrays(storage, keys[::-1], 28, 1))
+    # A key still being written (no newline yet) is not a key.
+    with cache.keys_path.open("a") as index:
+        index.write("images/half")
+    assert len(cache._rows()) == 20 and "images/half" not in cache._rows()
+    # A cache removed and made again is read from its start.
+    shutil.rmtree(tmp_path / "cache")
+    fresh = PixelCache(tmp_path / "cache", 28, 1)
+    fresh.load(storage, keys[5:8])
+    assert fresh.decoded_last == 3 and len(fresh._rows()) == 3
+    np.testing.assert_array_equal(fresh.load(storage, keys[:8]), load_arrays(storage, keys[:8], 28, 1))
+    assert fresh.decoded_last == 5
 
 
 def test_a_torn_append_does_not_shift_rows(tmp_path: Path) -> None:
