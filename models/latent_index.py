@@ -107,8 +107,8 @@ class IndexSubset:
     """A LatentIndex restricted to some of its ids, answering with positions in that list of ids.
 
     A round searches its candidates: the pool minus its labelled images. Built per round, an HNSW
-    graph over a million candidates costs minutes on two cores (benchmarks/results/knn_scale.md) for
-    a pool that lost a hundred images since the last round. One graph over the whole pool, searched
+    graph over a million candidates took 131 s on two cores (benchmarks/results/candidate_index.md)
+    for a pool that lost a hundred images since the last round. One graph over the whole pool, searched
     with the labelled images filtered out, answers the same queries. HNSW still walks through
     filtered nodes, so recall holds while most of the pool is searched (`tests/models/test_latent.py`).
     """

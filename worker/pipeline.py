@@ -728,17 +728,17 @@ def candidate_index(
 
     if not len(candidate_pos):
         return None
+
     # snn asks for 30 neighbours of codes it moved off the pool, a harder search than the pool's
     # own neighbours: at efSearch 128 recall@30 was 0.96 on a million codes, at 16 per neighbour
     # (480) 0.99 (benchmarks/results/candidate_index.md).
-    make = lambda: LatentIndex(exact_max=exact_max, ef_per_neighbour=SELECTION_EF_PER_NEIGHBOUR)  # noqa: E731
+    def fitted(codes: np.ndarray) -> LatentIndex:
+        index = LatentIndex(exact_max=exact_max, ef_per_neighbour=SELECTION_EF_PER_NEIGHBOUR)
+        return index.fit(codes, np.arange(len(codes)))
+
     if space_id is None or len(pool_ids) <= exact_max or 2 * len(candidate_pos) < len(pool_ids):
-        return make().fit(space[candidate_pos], np.arange(len(candidate_pos)))
-    pool_index = WARM.get(
-        "pool-index",
-        digest_of(space_id, pool_ids, exact_max),
-        lambda: make().fit(space, np.arange(len(pool_ids))),
-    )
+        return fitted(space[candidate_pos])
+    pool_index = WARM.get("pool-index", digest_of(space_id, pool_ids, exact_max), lambda: fitted(space))
     return pool_index.among(candidate_pos)
 
 
