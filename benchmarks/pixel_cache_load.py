@@ -26,7 +26,6 @@ sys.path.insert(0, str(ROOT))
 import worker.data  # noqa: E402
 from app.storage import LocalStorage  # noqa: E402
 from models.cores import usable_cores  # noqa: E402
-from worker.data import PixelCache  # noqa: E402
 
 
 def main() -> int:
@@ -38,7 +37,7 @@ def main() -> int:
     rng = np.random.default_rng(0)
     keys = [f"projects/1/images/{hashlib.sha256(str(i).encode()).hexdigest()}.png" for i in range(args.n)]
     with tempfile.TemporaryDirectory() as tmp:
-        cache = PixelCache(Path(tmp) / "cache", 28, 1)
+        cache = worker.data.PixelCache(Path(tmp) / "cache", 28, 1)
         t = time.monotonic()
         for start in range(0, args.n, 50_000):
             chunk = keys[start : start + 50_000]
@@ -50,7 +49,7 @@ def main() -> int:
         getattr(worker.data, "_KEY_ROWS", {}).clear()
         loads = []
         for _ in range(args.repeats):
-            reader = PixelCache(Path(tmp) / "cache", 28, 1)  # a round makes its own cache object
+            reader = worker.data.PixelCache(Path(tmp) / "cache", 28, 1)  # a round makes its own cache object
             t = time.monotonic()
             pixels = reader.load(storage, keys)
             loads.append(round(time.monotonic() - t, 3))

@@ -398,12 +398,13 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
         save_latents(storage, artifacts["latents"], pool_ids, latents)
     vae_s = time.monotonic() - t
     made_before_step = bool(vae_space)
+    # What names the features' space in the warm cache: the representation, or the pixels' PCA.
+    feature_space = representation_info.get("id") or representation_info.get("kind")
     graph = None
     if features is not None and len(labels) and len(np.unique(labels)) > 1:
         from models.learner import PoolGraph
 
-        space = representation_info.get("id") or representation_info.get("kind")
-        graph = WARM.get("graph", digest_of(space, pool_ids), lambda: PoolGraph.build(features))
+        graph = WARM.get("graph", digest_of(feature_space, pool_ids), lambda: PoolGraph.build(features))
     graph_s = time.monotonic() - t
     # The candidate index is built only for strategies that search it (snn, si, ...).
     built: dict[str, Any] = {}
@@ -411,10 +412,7 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
     def generative() -> dict[str, Any]:
         space = latents() if callable(latents) else latents
         if "index" not in built:
-            if callable(latents):
-                space_id = vae_info.get("key")
-            else:
-                space_id = representation_info.get("id") or representation_info.get("kind")
+            space_id = vae_info.get("key") if callable(latents) else feature_space
             built["index"] = candidate_index(
                 space, space_id, pool_ids, candidate_pos, exact_max=settings.latent_index_exact_max
             )
