@@ -88,6 +88,28 @@ def test_a_torn_append_does_not_shift_rows(tmp_path: Path) -> None:
     assert cache.data_path.stat().st_size == 12 * cache.row_bytes
 
 
+def test_a_key_line_torn_by_a_killed_writer_is_cut_before_the_next_append(tmp_path: Path) -> None:
+    import worker.data
+
+    storage, keys = _store(tmp_path, 9)
+    cache = PixelCache(tmp_path / "cache", 28, 1)
+    cache.load(storage, keys[:3])
+    # A worker killed part way through a key line, after its rows were written.
+    with cache.data_path.open("ab") as data:
+        data.write(b"\x00" * cache.row_bytes)
+    with cache.keys_path.open("a") as index:
+        index.write(keys[3][:5])
+    pool = cache.load(storage, keys)
+    assert cache.decoded_last == 6
+    np.testing.assert_array_equal(pool, load_arrays(storage, keys, 28, 1))
+    # Every line of the file is a whole key, in row order; a process that reads it afresh agrees.
+    assert cache.keys_path.read_text().splitlines() == keys
+    worker.data._KEY_ROWS.clear()
+    again = PixelCache(tmp_path / "cache", 28, 1)
+    np.testing.assert_array_equal(again.load(storage, keys[::-1]), load_arrays(storage, keys[::-1], 28, 1))
+    assert again.decoded_last == 0
+
+
 def test_a_cold_pool_is_decoded_in_chunks_and_read_as_bytes(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import worker.data
 

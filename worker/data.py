@@ -105,6 +105,12 @@ class PixelCache:
                 known.offset += complete
             return known.rows
 
+    def _complete_bytes(self) -> int:
+        """How much of the keys file `_rows` has read: every complete line, none being written."""
+        with _KEY_ROWS_LOCK:
+            known = _KEY_ROWS.get(self.keys_path)
+            return known.offset if known is not None else 0
+
     def load(
         self, storage: Storage, keys: Sequence[str], *, progress: Callable[[float], None] | None = None
     ) -> PoolPixels:
@@ -146,8 +152,11 @@ class PixelCache:
                     data.write(fresh[todo].tobytes())
                     data.flush()
                     os.fsync(data.fileno())
-                with self.keys_path.open("a") as index:
-                    index.write("".join(f"{keys[i]}\n" for i in todo))
+                with self.keys_path.open("ab") as index:
+                    # Under the lock a line without its newline was left by a killed writer: appending
+                    # after it would merge it with our first key and leave that key's row unnamed.
+                    index.truncate(self._complete_bytes())
+                    index.write("".join(f"{keys[i]}\n" for i in todo).encode())
                 rows = self._rows()
         return rows
 
