@@ -33,6 +33,8 @@ def round_line(row: dict[str, Any], step: Any) -> dict[str, Any]:
         "challenge_scores": challenge.get("scores"),
         "challenge_chosen": challenge.get("chosen"),
         "challenger_fitted_on": challenge.get("fitted_on"),
+        # What auto's guard reads (models.strategies.auto.held_out_skill) before it picks the next batch.
+        "held_out_accuracy": step.learner.held_out_accuracy() if step.learner is not None else None,
     }
 
 
