@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, configure_mappers
 
 from app.annotations import service as annotation_service
 from app.api.errors import ERROR_RESPONSES
-from app.api.guard import BodyGuard, SecurityHeaders
+from app.api.guard import AnnotatorQueue, BodyGuard, SecurityHeaders
 from app.api.routes import annotations, images, latent, projects, representations, rounds, simulations, users
 from app.core.db import session_factory, warm_pool
 from app.core.settings import Settings, get_settings
@@ -141,6 +141,7 @@ def create_app() -> FastAPI:
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
 
     app.add_middleware(BodyGuard, settings=settings)
+    app.add_middleware(AnnotatorQueue, limit=settings.annotator_concurrency)
     app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(OperationalError)

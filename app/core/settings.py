@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     max_active_simulations: int = 1
 
     lease_seconds: int = 600
+    # Annotator calls (`next`, label) each API process runs at once; later ones wait their turn, first
+    # come first served, so a burst is answered one after another instead of all at the end
+    # (benchmarks/results/api_load.md, stop 31). 0 runs them all side by side.
+    annotator_concurrency: int = Field(default=1, ge=0, le=1000)
     round_max_attempts: int = 3
     # A running round's (or representation job's) worker writes a heartbeat this often, from a thread
     # of its own; a round whose heartbeat is older than round_stale_seconds is taken to have lost its
