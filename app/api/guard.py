@@ -173,7 +173,7 @@ ANNOTATOR_CALL = re.compile(r"/api/v1/(projects/[^/]+/next|images/[^/]+/annotati
 
 
 class AnnotatorQueue:
-    """Serves an API process's annotator calls (`next`, label) a few at a time, first come first served.
+    """Runs an API process's annotator calls (`next`, label) `limit` at a time, first come first served.
 
     These calls are a few milliseconds of CPU each. When many arrive at once (a team starting work
     together), running them all side by side shares the CPU between them, so every one of them ends
