@@ -81,16 +81,20 @@ class PixelCache:
         self.decoded_last = 0
 
     def _rows(self) -> dict[str, int]:
-        """Every cached key's row. The keys file is append-only, so this process keeps what it read
-        and parses only the lines added since: reading a million keys back took 1.5 s on every round,
-        now 0.4 s from the second (benchmarks/results/pixel_cache_load.md). Callers must not change
-        the dict."""
+        """Every cached key's row. Callers must not change the dict."""
+        return self._read_keys().rows
+
+    def _read_keys(self) -> _KeyRows:
+        """What this process knows of the keys file, brought up to date. The file is append-only, so
+        this process keeps what it read and parses only the lines added since: reading a million keys
+        back took 1.5 s on every round, now 0.4 s from the second
+        (benchmarks/results/pixel_cache_load.md). `offset` ends at the last complete line."""
         with _KEY_ROWS_LOCK:
             try:
                 stat = self.keys_path.stat()
             except FileNotFoundError:
                 _KEY_ROWS.pop(self.keys_path, None)
-                return {}
+                return _KeyRows(file=(0, 0))
             known = _KEY_ROWS.get(self.keys_path)
             if known is None or known.file != (stat.st_dev, stat.st_ino) or stat.st_size < known.offset:
                 known = _KEY_ROWS[self.keys_path] = _KeyRows(file=(stat.st_dev, stat.st_ino))
@@ -103,13 +107,7 @@ class PixelCache:
                     known.rows[key] = known.lines
                     known.lines += 1
                 known.offset += complete
-            return known.rows
-
-    def _complete_bytes(self) -> int:
-        """How much of the keys file `_rows` has read: every complete line, none being written."""
-        with _KEY_ROWS_LOCK:
-            known = _KEY_ROWS.get(self.keys_path)
-            return known.offset if known is not None else 0
+            return known
 
     def load(
         self, storage: Storage, keys: Sequence[str], *, progress: Callable[[float], None] | None = None
@@ -144,7 +142,8 @@ class PixelCache:
         already holds decoded pixels may call it so that no round decodes them again."""
         with self.lock_path.open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            rows = self._rows()
+            known = self._read_keys()
+            rows = known.rows
             todo = [i for i, key in enumerate(keys) if key not in rows]
             if todo:
                 with self.data_path.open("ab") as data:
@@ -155,7 +154,7 @@ class PixelCache:
                 with self.keys_path.open("ab") as index:
                     # Under the lock a line without its newline was left by a killed writer: appending
                     # after it would merge it with our first key and leave that key's row unnamed.
-                    index.truncate(self._complete_bytes())
+                    index.truncate(known.offset)
                     index.write("".join(f"{keys[i]}\n" for i in todo).encode())
                 rows = self._rows()
         return rows
