@@ -390,12 +390,11 @@ class SimCLR:
         report(1.0)
         return self
 
-    @torch.no_grad()
-    def transform(self, x: Pixels, *, batch_size: int = 512) -> np.ndarray:
+    def transform(self, x: Pixels, *, batch_size: int = 512, progress: ProgressFn | None = None) -> np.ndarray:
         """[N, C, S, S] images -> [N, D] float32 features (the encoder output, before the projector)."""
         if self.encoder is None:
             raise RuntimeError("SimCLR.transform before fit")
-        return encode(self.encoder, x, batch_size=batch_size)
+        return encode(self.encoder, x, batch_size=batch_size, progress=progress)
 
 
 class JointEncoder(nn.Module):
@@ -497,12 +496,20 @@ def module_device(module: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def encode(encoder: nn.Module, x: Pixels, *, batch_size: int = 512) -> np.ndarray:
+@torch.no_grad()
+def encode(encoder: nn.Module, x: Pixels, *, batch_size: int = 512, progress: ProgressFn | None = None) -> np.ndarray:
+    """[N, C, S, S] images -> [N, D] float32 features, a batch at a time into one array (a million
+    images' features are a gigabyte; a list of batches concatenated would hold two). `progress`
+    gets the fraction encoded after each batch."""
     device = module_device(encoder)
     encoder.eval()
-    # Features stay float32 (no autocast): rounds compare features encoded at different times.
-    out = [encoder(to_device(x[i : i + batch_size], device)).cpu().numpy() for i in range(0, len(x), batch_size)]
-    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, encoder.out_dim), np.float32)
+    out = np.empty((len(x), encoder.out_dim), np.float32)
+    for i in range(0, len(x), batch_size):
+        # Features stay float32 (no autocast): rounds compare features encoded at different times.
+        out[i : i + batch_size] = encoder(to_device(x[i : i + batch_size], device)).float().cpu().numpy()
+        if progress is not None:
+            progress(min(1.0, (i + batch_size) / len(x)))
+    return out
 
 
 def pixel_pca(

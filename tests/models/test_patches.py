@@ -115,6 +115,19 @@ def test_simclr_with_patches_gives_a_joint_encoder_with_balanced_blocks_that_sur
         np.testing.assert_array_equal(encode(load_encoder(storage, "encoder.pt", CPU), x), features)
 
 
+def test_encoding_a_pool_in_batches_reports_its_progress_and_matches_one_pass() -> None:
+    # The representation job's bar moves while a large pool is encoded (a million images take
+    # longer than the training's budget on a CPU), and batching changes no feature.
+    x = _stripes(np.random.default_rng(2).integers(0, 2, 40), seed=3)
+    encoder = SimCLR(widths=(8, 16, 16), epochs=1, batch_size=16, seed=0, device=CPU, patches=True).fit(x).encoder
+    seen: list[float] = []
+    batched = encode(encoder, x, batch_size=16, progress=seen.append)
+    assert seen == [0.4, 0.8, 1.0]
+    assert batched.dtype == np.float32 and batched.shape == (40, encoder.out_dim)
+    np.testing.assert_allclose(batched, encode(encoder, x, batch_size=64), rtol=1e-5, atol=1e-5)
+    assert encode(encoder, x[:0]).shape == (0, encoder.out_dim)
+
+
 def test_an_encoder_saved_before_joint_encoders_still_loads() -> None:
     # Artifacts written by earlier versions carry a ConvEncoder's config without a "kind".
     encoder = build_encoder({"in_channels": 3, "widths": [8, 16, 16]})
