@@ -26,10 +26,13 @@ export function dashboardView(root, project, me) {
   summary.textContent = describeCounts(project.counts);
   let lastStatuses = null;
   let countsAt = 0;  // null, not "": a project with no rounds yet still draws its sections once
+  const representation = h("section.representation", { "aria-labelledby": "representation-title" });
+  let representationTimer = null;
 
   root.replaceChildren(h("section.dashboard", {},
     h("h1", {}, `Dashboard: ${project.name}`),
     summary,
+    representation,
     h("div.columns", {},
       h("div", {},
         h("h2", {}, "Rounds"),
@@ -89,6 +92,56 @@ export function dashboardView(root, project, me) {
       },
     }, h("h3", {}, "New simulation (on the pool's uploaded labels)"), picks, initialLabel, initial, batchLabel, batchSize,
       roundsLabel, roundsIn, seedsLabel, seeds, submit, status);
+  }
+
+  // The self-supervised representation rounds select in: learned by a background job after a pool
+  // upload, so its progress (and a failure) must be visible here, not only through REST.
+  async function drawRepresentation() {
+    clearTimeout(representationTimer);
+    let rows;
+    try { rows = (await api(`/projects/${project.id}/representations`)).data; } catch (e) { showError(e); return; }
+    const newest = rows[0];
+    const active = newest && (newest.status === "queued" || newest.status === "training");
+    const used = rows.find((r) => r.status === "ready");
+    const lines = [];
+    if (project.settings.representation === "none") {
+      lines.push(h("p", {}, "Off in this project's settings: rounds select on the pixels' principal components or the VAE's latents."));
+    } else if (!newest) {
+      lines.push(h("p", {}, "None yet. It is learned in the background after a pool upload; until then rounds select on the pixels' principal components."));
+    }
+    if (active) {
+      const share = Math.round(newest.progress * 100);
+      const label = newest.status === "queued" ? "queued" : `${newest.phase} ${share}%`;
+      lines.push(h("div.progress.small", { role: "progressbar", "aria-label": "Representation progress", "aria-valuenow": String(share), "aria-valuemin": "0", "aria-valuemax": "100" },
+        h("div.bar", { style: `width:${share}%` }), h("span.progress-text", {}, label)),
+      h("p.muted", {}, `Learning #${newest.id} on ${newest.pool_size || "the"} pool images. Rounds do not wait for it`
+        + (used ? `; they select in #${used.id} meanwhile.` : "; they select on the pixels' principal components meanwhile.")));
+    }
+    if (newest && newest.status === "failed") {
+      lines.push(h("p.round-error", {}, `#${newest.id} failed: ${newest.error || "no reason recorded"}`
+        + (used ? `. Rounds still select in #${used.id}.` : ".")));
+    }
+    if (used) {
+      const m = used.metrics || {};
+      // Fractional when the job's time budget stopped it part way through a large pool.
+      const passes = m.passes ?? m.epochs ?? "?";
+      const took = used.finished_at && used.started_at ? (new Date(used.finished_at) - new Date(used.started_at)) / 1000 : null;
+      lines.push(h("p.representation-ready", {}, `#${used.id} ready: SimCLR${m.patches ? " with patch features" : ""}, `
+        + `${m.feature_dim ?? "?"} features per image over ${used.pool_size} pool images, `
+        + `${passes} pass${passes === 1 ? "" : "es"} over them on ${m.device ?? "?"} in ${fmtSeconds(took)}. Rounds select in it.`));
+    }
+    if (me.role !== "annotator" && project.settings.representation !== "none") {
+      lines.push(h("button", {
+        type: "button", disabled: active,
+        onclick: async () => {
+          showError(null);
+          try { await api(`/projects/${project.id}/representations`, { method: "POST" }); } catch (e) { showError(e); }
+          await drawRepresentation();
+        },
+      }, "Learn it again now"));
+    }
+    representation.replaceChildren(h("h2", { id: "representation-title" }, "Representation"), ...lines);
+    representationTimer = setTimeout(drawRepresentation, active ? 1000 : 10000);
   }
 
   function roundForm() {
@@ -171,13 +224,21 @@ export function dashboardView(root, project, me) {
     const perClass = r.metrics.per_class || {};
     // What auto did with this round's batch, so a switch to random is visible, not silent.
     const auto = r.metrics.auto ? [h("p.auto-rule", {}, `auto picked this batch with ${r.metrics.auto.picked_by}: ${r.metrics.auto.rule}`)] : [];
-    curveDetail.replaceChildren(h("h3", {}, `Round ${r.index}: ${r.metrics.labels} labels, ${pct(r.metrics.accuracy)}`), ...auto,
+    const space = r.metrics.representation ? [h("p.round-space", {}, `Selected in: ${spaceName(r.metrics.representation)}`)] : [];
+    curveDetail.replaceChildren(h("h3", {}, `Round ${r.index}: ${r.metrics.labels} labels, ${pct(r.metrics.accuracy)}`), ...auto, ...space,
       ...taskModel(r.metrics.learner),
       h("table.per-class", {}, h("caption.visually-hidden", {}, `Validation accuracy per class, round ${r.index}`),
         h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "class"), h("th", { scope: "col" }, "accuracy"))),
         h("tbody", {}, project.classes.map((c) => h("tr", {}, h("th", { scope: "row" }, c),
           h("td", {}, perClass[c] === null || perClass[c] === undefined ? "no validation images"
             : h("span.bar-cell", {}, h("span.class-bar", { style: `width:${(perClass[c] * 6).toFixed(2)}rem`, "aria-hidden": "true" }), pct(perClass[c]))))))));
+  }
+
+  function spaceName(rep) {
+    const why = rep.why ? ` (${rep.why})` : "";
+    if (rep.kind === "simclr") return `the learned representation #${rep.id}`;
+    if (rep.kind === "pixels-pca") return `the pixels' principal components${why}`;
+    return rep.kind === "vae" ? `the VAE's latents${why}` : rep.kind;
   }
 
   // Which model predicted, and what the challenge between the head and the CNN said (README).
@@ -284,6 +345,7 @@ export function dashboardView(root, project, me) {
   }
 
   refresh();
+  drawRepresentation();
   drawSimulations();
-  return () => { clearTimeout(timer); clearTimeout(mapTimer); };
+  return () => { clearTimeout(timer); clearTimeout(mapTimer); clearTimeout(representationTimer); };
 }

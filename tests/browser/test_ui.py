@@ -128,6 +128,8 @@ def test_engineer_triggers_a_round_and_sees_it_finish(browser, sqlite_service: L
     labelled = page.locator(".latent-map circle.labelled").count()
     page.wait_for_selector(f"p.summary:has-text('{labelled} labelled')")
     page.wait_for_selector(f".legend li:has-text('labelled ({labelled})')")
+    # The round's detail says which space it selected in (the representation, or what stood in).
+    page.wait_for_selector("p.round-space:has-text('Selected in: ')")
     page.screenshot(path=str(SHOTS / "dashboard.png"), full_page=True)
 
     # The dashboard may redraw the map once more as round statuses settle; each check retries then.
@@ -382,6 +384,36 @@ def test_engineer_runs_and_cancels_simulations_from_the_dashboard(browser, sqlit
     sims = sqlite_service.client(eng).get(f"/projects/{project['id']}/simulations").json()["data"]
     assert [s["status"] for s in sims] == ["ready", "cancelled"]
     page.screenshot(path=str(SHOTS / "dashboard-simulation.png"), full_page=True)
+
+
+def test_the_dashboard_follows_the_representation_job_and_its_failure(browser, sqlite_service: LiveService) -> None:  # type: ignore[no-untyped-def]
+    eng_id, eng = sqlite_service.new_user("engineer")
+    ann_id, ann = sqlite_service.new_user("annotator")
+    project = create_project(sqlite_service.admin, members=[eng_id, ann_id], representation_epochs=1)
+    pid = project["id"]
+    # 20 images are too few to learn from: the job fails, and the page says why.
+    upload(sqlite_service.admin, pid, [("few.zip", digits_zip(np.arange(1200, 1220), with_labels=False))])
+    page = _page(browser, sqlite_service, eng)
+    page.goto(f"{sqlite_service.base_url}/#/dashboard/{pid}")
+    page.wait_for_selector(".representation .round-error:has-text('needs at least 32')", timeout=60_000)
+    # More images queue a new job by themselves; the panel follows it to ready without a reload.
+    upload(sqlite_service.admin, pid, [("more.zip", digits_zip(np.arange(1220, 1300), with_labels=False))])
+    rows = sqlite_service.client(eng).get(f"/projects/{pid}/representations").json()["data"]
+    assert [r["status"] for r in rows][1:] == ["failed"]
+    second = rows[0]["id"]
+    page.wait_for_selector(f".representation-ready:has-text('#{second} ready')", timeout=120_000)
+    assert "over 100 pool images" in page.locator(".representation-ready").inner_text()
+    # The engineer asks for it again from the page; the new job is listed and followed to ready.
+    page.click(".representation button:has-text('Learn it again now')")
+    _retry(lambda: sqlite_service.client(eng).get(f"/projects/{pid}/representations").json()["count"] == 3)
+    third = sqlite_service.client(eng).get(f"/projects/{pid}/representations").json()["data"][0]["id"]
+    page.wait_for_selector(f".representation-ready:has-text('#{third} ready')", timeout=120_000)
+    page.screenshot(path=str(SHOTS / "dashboard-representation.png"), full_page=True)
+    # An annotator sees the same state but gets no button to start a job.
+    annotator = _page(browser, sqlite_service, ann)
+    annotator.goto(f"{sqlite_service.base_url}/#/dashboard/{pid}")
+    annotator.wait_for_selector(f".representation-ready:has-text('#{third} ready')")
+    assert annotator.locator(".representation button").count() == 0
 
 
 def test_undo_covers_skips_and_survives_a_reload(browser, sqlite_service: LiveService) -> None:  # type: ignore[no-untyped-def]
