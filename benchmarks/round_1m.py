@@ -16,6 +16,10 @@ or the first round's decoding: the warm rounds on a machine whose device time is
 both (ingest_speed.py and the CPU run of this script measure those). --label-rounds N then labels
 each round's batch with the digits' classes over REST and runs N `entropy` and N `snn` rounds, which
 train on those labels and score the whole pool. --strategies names the rounds instead.
+With --representation (needs --seed-pool) the project learns its self-supervised representation of
+the pool first, through the service's own background job (REST request, embedded worker), and every
+round then runs over those features; the job's phases are timed as a user polling its progress sees
+them.
 Peak memory is read from /proc for the API process and each worker process, over the whole run and
 (reset through /proc/PID/clear_refs after each round) for each round's worker processes.
 """
@@ -172,11 +176,33 @@ def label_batch(client: httpx.Client, round_id: int, label_by_id: dict[int, str]
     return done
 
 
+def wait_representation(client: httpx.Client, project_id: int, timeout: float = 7200) -> dict[str, object]:
+    """Polls the project's newest representation until it is ready or failed: each phase's first
+    sighting (seconds from the request, progress) and the job's own metrics."""
+    started, phases = time.monotonic(), []
+    while time.monotonic() - started < timeout:
+        row = client.get(f"/projects/{project_id}/representations").json()["data"][0]
+        if not phases or phases[-1]["phase"] != row["phase"]:
+            phases.append({"phase": row["phase"], "at_s": round(time.monotonic() - started, 1)})
+            print(json.dumps(phases[-1]), flush=True)
+        if row["status"] in ("ready", "failed"):
+            return {
+                "status": row["status"],
+                "error": row["error"],
+                "wall_s": round(time.monotonic() - started, 1),
+                "phases": phases,
+                "metrics": row["metrics"],
+            }
+        time.sleep(1.0)
+    raise TimeoutError(f"representation of project {project_id}")
+
+
 def run(
     images: int,
     batch: int,
     *,
     seeded: bool = False,
+    representation: bool = False,
     label_rounds: int = 0,
     strategies: list[str] | None = None,
     progress: Path | None = None,
@@ -195,7 +221,8 @@ def run(
     try:
         wait_healthy(port)
         client = api_client(port, admin)
-        body = {"name": "million", "classes": [str(i) for i in range(10)], "settings": {"representation": "none"}}
+        kind = "simclr" if representation else "none"
+        body = {"name": "million", "classes": [str(i) for i in range(10)], "settings": {"representation": kind}}
         pid = client.post("/projects", json=body).json()["id"]
         label_by_id: dict[int, str] = {}
         if seeded:
@@ -210,6 +237,18 @@ def run(
             out["upload_s"] = round(time.monotonic() - t, 1)
             print(f"uploaded in {out['upload_s']} s", flush=True)
             shutil.rmtree(tmp / "zips")
+
+        if representation:
+            for proc in descendants(serve.pid):
+                reset_peak(proc)
+            client.post(f"/projects/{pid}/representations").raise_for_status()
+            learned = wait_representation(client, pid)
+            learned["worker_peak_rss_mb"] = max(
+                (peak_rss_mb(proc) or 0.0 for proc in descendants(serve.pid)), default=None
+            )
+            out["representation"] = learned
+            if learned["status"] != "ready":
+                raise RuntimeError(f"the representation failed: {learned['error']}")
 
         rounds: list[dict[str, object]] = []
         out["rounds"] = rounds
@@ -262,14 +301,21 @@ def main() -> int:
     parser.add_argument("--seed-pool", action="store_true", help="write the pool directly (see above)")
     parser.add_argument("--label-rounds", type=int, default=0, help="with --seed-pool: labelled entropy+snn pairs")
     parser.add_argument("--strategies", help="the rounds, comma-separated, instead of the sequence above")
+    parser.add_argument(
+        "--representation", action="store_true", help="with --seed-pool: learn the representation, then run rounds"
+    )
     args = parser.parse_args()
     if args.label_rounds and not args.seed_pool:
         parser.error("--label-rounds needs --seed-pool (the uploaded pool's classes are not kept)")
+    if args.representation and not args.seed_pool:
+        # An upload in 200 zips would start the job on the first zip's 5,000 images.
+        parser.error("--representation needs --seed-pool")
     # Written after every round as well, so a run cut short by its time limit leaves what it measured.
     result = run(
         args.images,
         args.batch,
         seeded=args.seed_pool,
+        representation=args.representation,
         label_rounds=args.label_rounds,
         strategies=args.strategies.split(",") if args.strategies else None,
         progress=args.out,
