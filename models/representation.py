@@ -30,6 +30,8 @@ Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 # Steps timed before a time budget sets how many the run gets.
 PROBE_STEPS = 10
+# ...and the plan is checked again this often, so a run slowed after its probe still stops in time.
+REPLAN_STEPS = 10
 
 # The encoder budget by device, shared by the worker's representation job and `suggestlab simulate`
 # so a simulation measures the learner a project would get on the same machine. CPU: the small
@@ -256,8 +258,8 @@ class SimCLR:
         projection_dim: size of the projection head's output (used only by the loss).
         epochs: passes over the pool; `time_budget_s` stops earlier (the cosine schedule is laid out
             over the steps that fit the budget, timed over the first PROBE_STEPS steps and again
-            at the end of the first epoch, so even a pool whose one epoch outlasts the budget stops
-            in time).
+            every REPLAN_STEPS steps, so even a pool whose one epoch outlasts the budget, or a run
+            that another process slows half way, stops in time; at most one step past it).
         batch_size, lr, temperature: the usual SimCLR knobs (Adam instead of LARS at this scale).
         seed: initialisation, batch order and augmentations.
         mixed_precision: run the encoder's forward and backward in bfloat16 autocast (the loss in
@@ -326,7 +328,8 @@ class SimCLR:
             from models.patches import fit_patch_encoder
 
             patch_encoder = fit_patch_encoder(x, seed=self.seed, device=device, progress=lambda f: report(0.1 * f))
-        budget = None if self.time_budget_s is None else max(0.0, self.time_budget_s - (time.monotonic() - started))
+        # One deadline for the whole fit: the patch block, the set-up and SimCLR's steps all count.
+        deadline = None if self.time_budget_s is None else started + self.time_budget_s
         seed_everything(self.seed)
         gen = torch.Generator().manual_seed(self.seed)
         encoder = ConvEncoder(x.shape[1], self.widths).to(device)
@@ -373,11 +376,17 @@ class SimCLR:
                 running += float(loss.detach())
                 taken += 1
                 step += 1
-                if budget is not None and step in (probe, steps_per_epoch):
-                    # Planned again at the end of the first epoch, which no longer counts warm-up alone.
-                    per_step = (time.monotonic() - conv_started) / step
-                    fits = int(budget / max(per_step, 1e-6))
-                    total = max(step, min(self.epochs * steps_per_epoch, fits))
+                if deadline is not None:
+                    now = time.monotonic()
+                    if step in (probe, steps_per_epoch) or (step > probe and step % REPLAN_STEPS == 0):
+                        # Planned again at the end of the first epoch, which no longer counts warm-up
+                        # alone, and every few steps: a process that takes a core mid-run slows every
+                        # later step, and the cosine schedule should still end where training does.
+                        per_step = (now - conv_started) / step
+                        fits = step + int(max(0.0, deadline - now) / max(per_step, 1e-6))
+                        total = max(step, min(self.epochs * steps_per_epoch, fits))
+                    if now >= deadline:
+                        total = step  # the budget is a hard stop, whatever the plan said
                 if step % 5 == 0:
                     report(patch_share + (1 - patch_share) * min(step / total, 1.0))
             losses.append(running / max(taken, 1))
