@@ -505,10 +505,9 @@ def module_device(module: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-@torch.no_grad()
 def encode(encoder: nn.Module, x: Pixels, *, batch_size: int = 512, progress: ProgressFn | None = None) -> np.ndarray:
     """[N, C, S, S] images -> [N, D] float32 features, a batch at a time into one array (a million
-    images' features are a gigabyte; a list of batches concatenated would hold two). `progress`
+    images' features are a gigabyte; batches concatenated, then cast, held three). `progress`
     gets the fraction encoded after each batch."""
     device = module_device(encoder)
     encoder.eval()
