@@ -25,17 +25,18 @@ def ready(sqlite_service: LiveService) -> dict:
     return {"project": project, "round": state, "eng": eng, "ann1": ann1, "ann2": ann2, "ann1_id": ann1_id}
 
 
-def test_second_round_while_one_is_queued_is_409(sqlite_service: LiveService) -> None:
-    project = create_project(sqlite_service.admin)
-    upload(sqlite_service.admin, project["id"], [("p.zip", digits_zip(np.arange(2000, 2030), with_labels=False))])
-    first = sqlite_service.admin.post(f"/projects/{project['id']}/rounds", json={"strategy": "random", "batch_size": 5})
+def test_second_round_while_one_is_queued_is_409(idle_service: LiveService) -> None:
+    # No worker runs in idle_service, so the first round is certainly still queued when the second
+    # request arrives (with a worker, a random round on 30 images could finish in between).
+    project = create_project(idle_service.admin)
+    upload(idle_service.admin, project["id"], [("p.zip", digits_zip(np.arange(2000, 2030), with_labels=False))])
+    first = idle_service.admin.post(f"/projects/{project['id']}/rounds", json={"strategy": "random", "batch_size": 5})
     assert first.status_code == 202
-    second = sqlite_service.admin.post(f"/projects/{project['id']}/rounds", json={"strategy": "random"})
+    second = idle_service.admin.post(f"/projects/{project['id']}/rounds", json={"strategy": "random"})
     assert second.status_code == 409
     assert second.json()["detail"] == "another round of this project is still queued or running"
-    assert wait_for_round(sqlite_service.admin, first.json()["id"])["status"] == "ready"
-    rounds = sqlite_service.admin.get(f"/projects/{project['id']}/rounds").json()
-    assert rounds["count"] == 1
+    rounds = idle_service.admin.get(f"/projects/{project['id']}/rounds").json()
+    assert rounds["count"] == 1 and rounds["data"][0]["status"] == "queued"
 
 
 def test_round_input_validation(sqlite_service: LiveService, ready: dict) -> None:
