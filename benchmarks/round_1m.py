@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.api_load import api_client, cli, free_port, start_serve, wait_healthy  # noqa: E402
 from benchmarks.ingest_speed import peak_rss_mb, zips  # noqa: E402
 from benchmarks.representation_1m import augment, device_name  # noqa: E402
-from benchmarks.round_speed import _timings, wait_ready  # noqa: E402
+from benchmarks.round_speed import _timings, wait_ready, wait_representation  # noqa: E402
 from models.cores import usable_cores  # noqa: E402
 from models.training import select_device  # noqa: E402
 
@@ -174,27 +174,6 @@ def label_batch(client: httpx.Client, round_id: int, label_by_id: dict[int, str]
             client.post(f"/images/{s['image_id']}/annotations", json={"label": label_by_id[s["image_id"]]})
             done += 1
     return done
-
-
-def wait_representation(client: httpx.Client, project_id: int, timeout: float = 7200) -> dict[str, object]:
-    """Polls the project's newest representation until it is ready or failed: each phase's first
-    sighting (seconds from the request, progress) and the job's own metrics."""
-    started, phases = time.monotonic(), []
-    while time.monotonic() - started < timeout:
-        row = client.get(f"/projects/{project_id}/representations").json()["data"][0]
-        if not phases or phases[-1]["phase"] != row["phase"]:
-            phases.append({"phase": row["phase"], "at_s": round(time.monotonic() - started, 1)})
-            print(json.dumps(phases[-1]), flush=True)
-        if row["status"] in ("ready", "failed"):
-            return {
-                "status": row["status"],
-                "error": row["error"],
-                "wall_s": round(time.monotonic() - started, 1),
-                "phases": phases,
-                "metrics": row["metrics"],
-            }
-        time.sleep(1.0)
-    raise TimeoutError(f"representation of project {project_id}")
 
 
 def run(

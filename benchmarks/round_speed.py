@@ -63,6 +63,31 @@ def wait_ready(client: httpx.Client, round_id: int, timeout: float = 1800) -> tu
     raise TimeoutError(f"round {round_id}")
 
 
+def wait_representation(client: httpx.Client, project_id: int, timeout: float = 7200) -> dict[str, object]:
+    """Polls the project's newest representation until it is ready or failed: each phase's first
+    sighting (seconds from the request, progress) and the job's own metrics."""
+    started, phases = time.monotonic(), []
+    while time.monotonic() - started < timeout:
+        rows = client.get(f"/projects/{project_id}/representations").json()["data"]
+        if not rows:  # the upload's job is created by the worker's ingest, a moment after the upload
+            time.sleep(1.0)
+            continue
+        row = rows[0]
+        if not phases or phases[-1]["phase"] != row["phase"]:
+            phases.append({"phase": row["phase"], "at_s": round(time.monotonic() - started, 1)})
+            print(json.dumps(phases[-1]), flush=True)
+        if row["status"] in ("ready", "failed"):
+            return {
+                "status": row["status"],
+                "error": row["error"],
+                "wall_s": round(time.monotonic() - started, 1),
+                "phases": phases,
+                "metrics": row["metrics"],
+            }
+        time.sleep(1.0)
+    raise TimeoutError(f"representation of project {project_id}")
+
+
 def rounds_benchmark(warm_rounds: int, representation_budget: float) -> dict[str, object]:
     tmp = Path(tempfile.mkdtemp(prefix="suggestlab-speed-"))
     env = {
@@ -96,17 +121,13 @@ def rounds_benchmark(warm_rounds: int, representation_budget: float) -> dict[str
         state, wall = wait_ready(client, cold["id"])
         out["cold_random"] = {"wall_s": round(wall, 2), "metrics": _timings(state)}
 
-        t = time.monotonic()
-        while True:
-            rows = client.get(f"/projects/{pid}/representations").json()["data"]
-            if rows and rows[-1]["status"] in ("ready", "failed"):
-                break
-            time.sleep(1)
+        job = wait_representation(client, pid)
+        # The job's own figures live under its metrics, as the API returns them.
         out["representation"] = {
-            "status": rows[-1]["status"],
-            "waited_s": round(time.monotonic() - t, 1),
-            "epochs": rows[-1].get("epochs"),
-            "seconds": rows[-1].get("seconds"),
+            "status": job["status"],
+            "waited_s": job["wall_s"],
+            "epochs": (job["metrics"] or {}).get("epochs"),
+            "seconds": (job["metrics"] or {}).get("seconds"),
         }
 
         names = {
