@@ -191,9 +191,7 @@ def run_step(
         probabilities = predict_proba(model, subset(pool_x, candidate_pos))
     if learner is not None and len(candidate_pos):
         assert features is not None
-        probabilities = learner.predict_proba(
-            features[candidate_pos], subset(pool_x, candidate_pos) if learner.uses_pixels else None
-        )
+        probabilities = learner.predict_rows(features, candidate_pos, pool_x)
     if features is not None:
         latents = features
     ctx = SelectionContext(
@@ -222,7 +220,9 @@ def run_step(
         ctx.extras["head"] = learner.head
     selection = get_strategy(effective, **(params if effective == strategy else {})).select(ctx, batch_size)
     if probabilities is not None:
-        guesses = dict(zip(ctx.candidate_ids.tolist(), probabilities.argmax(1).tolist(), strict=True))
+        # Only the picked rows: a dict over every candidate is a million entries at 1M images.
+        picked = np.flatnonzero(np.isin(ctx.candidate_ids, np.asarray(selection.image_ids)))
+        guesses = dict(zip(ctx.candidate_ids[picked].tolist(), probabilities[picked].argmax(1).tolist(), strict=True))
         for image_id, reason in zip(selection.image_ids, selection.reasons, strict=True):
             if image_id in guesses:
                 reason["predicted_index"] = guesses[image_id]

@@ -18,6 +18,9 @@ import torch
 
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 DEFAULT_C = 0.1
+# Rows standardised at a time. A whole pool at once is float64 temporaries of 8 bytes per feature:
+# at a million images of 256 features, 4.9 GB above the features themselves (benchmarks/step_memory.py).
+LOGIT_ROWS = 65_536
 
 
 @dataclass
@@ -38,9 +41,13 @@ class LinearHead:
     c: float = DEFAULT_C
     info: dict[str, object] = field(default_factory=dict)
 
-    def logits(self, features: np.ndarray) -> np.ndarray:
-        z = (np.asarray(features, dtype=np.float64) - self.mean) / self.scale
-        return z @ self.weight.T + self.bias
+    def logits(self, features: np.ndarray, *, rows: int = LOGIT_ROWS) -> np.ndarray:
+        """[N, D] -> [N, K] logits, standardising `rows` rows at a time."""
+        out = np.empty((len(features), len(self.bias)), dtype=np.float64)
+        for start in range(0, len(features), rows):
+            z = (np.asarray(features[start : start + rows], dtype=np.float64) - self.mean) / self.scale
+            out[start : start + rows] = z @ self.weight.T + self.bias
+        return out
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """[N, D] -> [N, K] calibrated probabilities."""
@@ -54,6 +61,27 @@ class LinearHead:
         w = torch.as_tensor(self.weight, dtype=dtype, device=device)
         b = torch.as_tensor(self.bias, dtype=dtype, device=device)
         return (((features - mean) / scale) @ w.T + b) / self.temperature
+
+
+def column_statistics(x: np.ndarray, *, rows: int = LOGIT_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """x.mean(0) and x.std(0), bit for bit, reading `rows` rows at a time. numpy's std holds x - mean
+    for every row at once: a second copy of a million-image pool's features (1 GB at 256 floats).
+    An axis-0 sum of a C-ordered array adds the rows in order, so carrying the running sum in as the
+    first row of each block adds them in the same order; the divisions are numpy's own. (One column,
+    or columns closer in memory than rows, numpy sums pairwise instead: those are left to numpy.)"""
+    row_major = x.ndim == 2 and x.shape[1] > 1 and abs(x.strides[0]) > abs(x.strides[1])
+    if not np.issubdtype(x.dtype, np.floating) or not row_major or len(x) <= rows:
+        return x.mean(0), x.std(0)
+    count = np.intp(len(x))
+
+    def total(block_of: Any) -> np.ndarray:
+        running = np.zeros(x.shape[1], dtype=x.dtype)
+        for start in range(0, len(x), rows):
+            running = np.add.reduce(np.concatenate([running[None], block_of(x[start : start + rows])]), axis=0)
+        return np.true_divide(running, count, out=running, casting="unsafe")
+
+    mean = total(lambda block: block)
+    return mean, np.sqrt(total(lambda block: np.square(block - mean)))
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -207,8 +235,8 @@ def fit_head(
         head.info["block"] = [block.start, block.stop]
         return head
     stats = pool_features if pool_features is not None and len(pool_features) else features
-    mean = stats.mean(0).astype(np.float64)
-    scale = stats.std(0).astype(np.float64) + 1e-6
+    mean, scale = column_statistics(stats)
+    mean, scale = mean.astype(np.float64), scale.astype(np.float64) + 1e-6
     z = (features - mean) / scale
     labels = np.asarray(labels, dtype=np.int64)
     held: tuple[np.ndarray, np.ndarray] | None = None

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from models.head import (
+    LOGIT_ROWS,
     LinearHead,
     _balanced_accuracy,
     _folds,
@@ -35,7 +36,7 @@ from models.head import (
     fit_head,
     fit_temperature,
 )
-from models.pixels import Pixels
+from models.pixels import Pixels, subset
 
 PROPAGATION_C = 0.3
 GRAPH_EF_SEARCH = 32
@@ -153,6 +154,20 @@ class FeatureLearner:
 
         q = predict_proba(self.pixel.model, pixels, temperature=self.pixel.temperature)
         return ((1 - self.pixel.share) * p + self.pixel.share * q).astype(np.float32)
+
+    def predict_rows(
+        self, features: np.ndarray, positions: np.ndarray, pixels: Pixels | None = None, *, rows: int = LOGIT_ROWS
+    ) -> np.ndarray:
+        """`predict_proba` of the pool rows at `positions` (of `features`, and of `pixels` when the task
+        model reads them), a block of rows at a time: the rows of a million-image pool are not copied
+        out whole (1 GB of 256 float32 features)."""
+        blocks = [
+            self.predict_proba(
+                features[block], subset(pixels, block) if self.uses_pixels and pixels is not None else None
+            )
+            for block in (positions[start : start + rows] for start in range(0, len(positions), rows))
+        ]
+        return np.concatenate(blocks) if blocks else np.zeros((0, len(self.head.bias)), dtype=np.float32)
 
     def held_out_accuracy(self) -> float | None:
         """The chosen task model's balanced accuracy on labels it was not fitted on, when known."""

@@ -592,7 +592,7 @@ def _predictions(
 
     rest = np.setdiff1d(np.arange(len(pool_x)), candidate_pos)
     if step.learner is not None and features is not None:
-        others = step.learner.predict_proba(features[rest], subset(pool_x, rest) if step.learner.uses_pixels else None)
+        others = step.learner.predict_rows(features, rest, pool_x)
     elif step.model is not None:
         others = predict_proba(step.model, subset(pool_x, rest))
     else:

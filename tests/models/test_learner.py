@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from models.active import run_step
-from models.head import balanced_log_loss, fit_head, fit_temperature
+from models.head import balanced_log_loss, column_statistics, fit_head, fit_temperature
 from models.learner import (
     CNN_CHALLENGE_PER_CLASS,
     FeatureLearner,
@@ -133,6 +133,31 @@ def test_head_learns_separable_classes_and_leaves_unseen_classes_out() -> None:
     assert (p[seen].argmax(1) == y[seen]).mean() > 0.95
     assert p[:, 3].max() < 1e-6  # class 3 was never labelled
     assert head.info["chosen_by"].endswith("cross-validation")
+
+
+def test_the_head_reads_a_pool_in_blocks_of_rows_as_it_reads_it_whole() -> None:
+    # Blocks bound the float64 working memory at a million images; the numbers must not change.
+    x, y = _blobs(40)
+    head = fit_head(x[::3], y[::3], 4, pool_features=x)
+    whole = head.logits(x, rows=len(x))
+    np.testing.assert_allclose(head.logits(x, rows=7), whole, rtol=1e-12, atol=1e-12)
+    assert head.logits(x[:0], rows=7).shape == (0, 4)
+    learner = fit_learner(x, np.arange(0, len(x), 3), y[::3], 4, graph=PoolGraph.build(x))
+    positions = np.arange(1, len(x), 2)
+    np.testing.assert_allclose(
+        learner.predict_rows(x, positions, rows=9), learner.predict_proba(x[positions]), rtol=1e-6, atol=1e-7
+    )
+    assert learner.predict_rows(x, positions[:0]).shape == (0, 4)
+
+
+@pytest.mark.parametrize("columns", [slice(None), slice(3, 40), slice(0, 1)])
+def test_pool_statistics_read_in_blocks_are_numpys_bit_for_bit(columns: slice) -> None:
+    # The head's standardisation must not move by a bit when the pool is read a block at a time.
+    x = (np.random.default_rng(5).standard_normal((3001, 48)) * 4 + 2).astype(np.float32)[:, columns]
+    mean, std = column_statistics(x, rows=128)
+    assert np.array_equal(mean, x.mean(0)) and np.array_equal(std, x.std(0))
+    mean64, std64 = column_statistics(x.astype(np.float64), rows=97)
+    assert np.array_equal(mean64, x.astype(np.float64).mean(0)) and np.array_equal(std64, x.astype(np.float64).std(0))
 
 
 def test_temperature_cools_overconfident_logits() -> None:
@@ -435,6 +460,11 @@ def test_a_cnn_on_the_pixels_takes_over_where_the_features_carry_no_class() -> N
     assert accuracy > 0.9 and head_accuracy < 0.5
     with pytest.raises(ValueError, match="pixels"):
         learner.predict_proba(features[test])
+    # Blocks of rows read the same images' pixels as their features.
+    blocks = learner.predict_rows(features, test, pixels, rows=13)
+    np.testing.assert_allclose(blocks, learner.predict_proba(features[test], pixels[test]), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="pixels"):
+        learner.predict_rows(features, test)
 
 
 def test_the_head_stays_where_it_beats_the_cnn_and_few_labels_train_no_cnn() -> None:
