@@ -20,7 +20,9 @@ to 18 points at 2,000 labels.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +43,9 @@ from models.pixels import Pixels, subset
 PROPAGATION_C = 0.3
 GRAPH_EF_SEARCH = 32
 MAX_PSEUDO = 1000
+# Label propagation multiplies the pool's graph twenty times a round (15 s of a million-image round on
+# one core); above this many rows per thread it splits the rows over the process's threads.
+PROPAGATION_ROWS_PER_THREAD = 100_000
 # The CNN is trained (once or twice a round, seconds each on a CPU) only from this many labels per
 # class on average: below it a CNN from scratch trailed the head on every set measured, by 0 to 44
 # points (benchmarks/results/learner*.md).
@@ -99,17 +104,61 @@ class PoolGraph:
         return cls(neighbours=pos, weights=(d @ w @ d).tocsr())
 
     def propagate(
-        self, positions: np.ndarray, labels: np.ndarray, n_classes: int, *, alpha: float = 0.99
+        self,
+        positions: np.ndarray,
+        labels: np.ndarray,
+        n_classes: int,
+        *,
+        alpha: float = 0.99,
+        threads: int | None = None,
     ) -> np.ndarray:
-        """[N, K] class scores after spreading the given labels; rows sum to 1 (uniform if unreached)."""
+        """[N, K] class scores after spreading the given labels; rows sum to 1 (uniform if unreached).
+
+        `threads` (default: torch's thread count, the share of cores this process was given, and one
+        per PROPAGATION_ROWS_PER_THREAD rows at most) multiply blocks of the graph's rows side by side.
+        """
+        import torch
+
         n = self.weights.shape[0]  # type: ignore[attr-defined]
+        if threads is None:
+            threads = min(torch.get_num_threads(), n // PROPAGATION_ROWS_PER_THREAD)
+        blocks = _row_blocks(self.weights, threads) if threads > 1 else [self.weights]
         seed = np.zeros((n, n_classes))
         seed[positions, labels] = 1.0
         scores = seed.copy()
-        for _ in range(20):
-            scores = alpha * (self.weights @ scores) + seed  # type: ignore[operator]
+        with ThreadPoolExecutor(len(blocks)) as pool:
+            for _ in range(20):
+                if len(blocks) == 1:
+                    spread = self.weights @ scores  # type: ignore[operator]
+                else:
+                    # scipy's sparse product runs on one core without the GIL, and a row's sum is the
+                    # same in whichever block it is: the blocks give the one-block result bit for bit.
+                    spread = np.concatenate(list(pool.map(_product, blocks, itertools.repeat(scores))))
+                scores = alpha * spread + seed
         total = scores.sum(1, keepdims=True)
         return np.where(total > 0, scores / np.maximum(total, 1e-12), 1.0 / n_classes)
+
+
+def _product(block: Any, scores: np.ndarray) -> np.ndarray:
+    return block @ scores
+
+
+def _row_blocks(weights: Any, count: int) -> list[Any]:
+    """`count` CSR matrices over consecutive rows of `weights`, sharing its arrays (no copy)."""
+    import scipy.sparse as sp
+
+    edges = np.linspace(0, weights.shape[0], count + 1).astype(np.int64)
+    blocks = []
+    for start, stop in itertools.pairwise(edges):
+        first, last = weights.indptr[start], weights.indptr[stop]
+        data, indices = weights.data[first:last], weights.indices[first:last]
+        block = sp.csr_matrix(
+            (data, indices, weights.indptr[start : stop + 1] - first), shape=(int(stop - start), weights.shape[1])
+        )
+        # The constructor copies a view of less than half its array ("prune"); the block only reads.
+        block.data, block.indices = data, indices
+        blocks.append(block)
+    return blocks
 
 
 def fine_tunable(encoder: Any, head: LinearHead) -> Any:

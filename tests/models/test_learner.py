@@ -13,6 +13,7 @@ from models.learner import (
     CNN_CHALLENGE_PER_CLASS,
     FeatureLearner,
     PoolGraph,
+    _row_blocks,
     challenge_with_cnn,
     fine_tunable,
     fit_learner,
@@ -198,6 +199,19 @@ def test_a_large_pool_graph_comes_from_the_approximate_index_and_matches_the_exa
     labelled = np.array([int(np.flatnonzero(y == c)[0]) for c in range(4)])
     spread = [g.propagate(labelled, y[labelled], 4).argmax(1) for g in (exact, approximate)]
     assert (spread[0] == spread[1]).mean() > 0.98 and (spread[1] == y).mean() > 0.9
+
+
+def test_label_propagation_over_row_blocks_on_several_threads_is_the_one_block_result() -> None:
+    x, y = _blobs(150, dim=8)
+    graph = PoolGraph.build(x)
+    labelled = np.array([int(np.flatnonzero(y == c)[0]) for c in range(4)])
+    one = graph.propagate(labelled, y[labelled], 4, threads=1)
+    for threads in (2, 3, 7):
+        assert np.array_equal(graph.propagate(labelled, y[labelled], 4, threads=threads), one)
+    # The blocks read the graph's own arrays; nothing is copied per round.
+    for block in _row_blocks(graph.weights, 3):
+        assert np.shares_memory(block.data, graph.weights.data)
+        assert np.shares_memory(block.indices, graph.weights.indices)
 
 
 def test_the_pool_graph_wins_when_labels_are_few() -> None:
