@@ -70,7 +70,8 @@ def column_statistics(x: np.ndarray, *, rows: int = LOGIT_ROWS) -> tuple[np.ndar
     first row of each block adds them in the same order; the divisions are numpy's own. (One column,
     or columns closer in memory than rows, numpy sums pairwise instead: those are left to numpy.)"""
     row_major = x.ndim == 2 and x.shape[1] > 1 and abs(x.strides[0]) > abs(x.strides[1])
-    if not np.issubdtype(x.dtype, np.floating) or not row_major or len(x) <= rows:
+    # float16 is summed in float32 by numpy's mean; only float32 and float64 are summed as they are.
+    if x.dtype.type not in (np.float32, np.float64) or not row_major or len(x) <= rows:
         return x.mean(0), x.std(0)
     count = np.intp(len(x))
 
