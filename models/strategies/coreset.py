@@ -11,6 +11,40 @@ import numpy as np
 
 from models.strategies.base import Selection, SelectionContext, Strategy
 
+# Candidate rows k-center greedy works through at a time (16,384 x 1,024 float32 distances: 64 MB).
+COVER_ROWS = 16_384
+
+
+def row_blocks(n: int) -> list[slice]:
+    """Consecutive blocks of COVER_ROWS rows. Every pool-wide step of k-center greedy goes a block at
+    a time: whole, the distances to 1,024 centers and each pick's differences were 4.9 GB of
+    temporaries at a million candidates of 256 features (benchmarks/results/step_memory.md). Up to
+    COVER_ROWS candidates nothing changes; above, a block's float32 matrix product can round a
+    distance's last bit differently from the whole one."""
+    return [slice(start, start + COVER_ROWS) for start in range(0, n, COVER_ROWS)]
+
+
+def distance_to_cover(x: np.ndarray, centers: np.ndarray, rows: list[slice]) -> np.ndarray:
+    """[N] float32 Euclidean distance of each row of x (float32, C-ordered) to its nearest center."""
+    dist = np.full(len(x), np.inf, dtype=np.float32)
+    c = np.ascontiguousarray(centers, dtype=np.float32)
+    sq = np.concatenate([(x[r] ** 2).sum(1) for r in rows]) if rows else np.zeros(0, np.float32)
+    # In blocks of centers too, so a large pool never needs the whole N x M distance matrix at once.
+    for start in range(0, len(c), 1024):
+        block = c[start : start + 1024]
+        block_sq = (block**2).sum(1)[None, :]
+        for r in rows:
+            d = sq[r, None] - 2 * x[r] @ block.T + block_sq
+            dist[r] = np.minimum(dist[r], d.min(axis=1))
+    return np.sqrt(np.maximum(dist, 0))
+
+
+def cover_pick(dist: np.ndarray, x: np.ndarray, i: int, rows: list[slice]) -> None:
+    """Row i is now covered: every distance drops to at most its distance to row i (in place)."""
+    for r in rows:
+        dist[r] = np.minimum(dist[r], np.sqrt(((x[r] - x[i]) ** 2).sum(1)))
+    dist[i] = -1.0
+
 
 def k_center_greedy(candidates: np.ndarray, centers: np.ndarray, k: int) -> tuple[list[int], list[float]]:
     """Greedily picks k candidate rows that are farthest from everything covered so far.
@@ -28,28 +62,22 @@ def k_center_greedy(candidates: np.ndarray, centers: np.ndarray, k: int) -> tupl
     if k <= 0:
         return [], []
     x = np.ascontiguousarray(candidates, dtype=np.float32)
-    dist = np.full(n, np.inf, dtype=np.float32)
+    rows = row_blocks(n)
     if len(centers):
-        c = np.ascontiguousarray(centers, dtype=np.float32)
-        sq = (x**2).sum(1)
-        # In blocks, so a large pool never needs the whole N x M distance matrix at once.
-        for start in range(0, len(c), 1024):
-            block = c[start : start + 1024]
-            d = sq[:, None] - 2 * x @ block.T + (block**2).sum(1)[None, :]
-            dist = np.minimum(dist, d.min(axis=1))
-        dist = np.sqrt(np.maximum(dist, 0))
+        dist = distance_to_cover(x, centers, rows)
         first = None
     else:
+        dist = np.full(n, np.inf, dtype=np.float32)
         # Nothing covered yet: start from the most typical point (nearest the mean), not an outlier.
-        first = int(np.argmin(((x - x.mean(0)) ** 2).sum(1)))
+        mean = x.mean(0)
+        first = int(np.argmin(np.concatenate([((x[r] - mean) ** 2).sum(1) for r in rows])))
     picked: list[int] = []
     gaps: list[float] = []
     for _ in range(k):
         i = first if first is not None and not picked else int(np.argmax(dist))
         picked.append(i)
         gaps.append(float(dist[i]) if np.isfinite(dist[i]) else 0.0)
-        dist = np.minimum(dist, np.sqrt(((x - x[i]) ** 2).sum(1)))
-        dist[i] = -1.0
+        cover_pick(dist, x, i, rows)
     return picked, gaps
 
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from models.latent_index import IndexSubset, LatentIndex
 from models.strategies.base import Selection, SelectionContext, Strategy, SyntheticItem
-from models.strategies.coreset import k_center_greedy
+from models.strategies.coreset import cover_pick, distance_to_cover, k_center_greedy, row_blocks
 
 
 def latent_ascent(
@@ -295,24 +295,15 @@ def _weighted_k_center(
 ) -> tuple[list[int], list[float]]:
     """k-center greedy where each candidate's distance to the covered set is scaled by its weight."""
     x = np.ascontiguousarray(candidates, dtype=np.float32)
-    dist = np.full(len(x), np.inf, dtype=np.float32)
-    if len(covered):
-        c = np.ascontiguousarray(covered, dtype=np.float32)
-        sq = (x**2).sum(1)
-        for start in range(0, len(c), 1024):
-            block = c[start : start + 1024]
-            dist = np.minimum(dist, (sq[:, None] - 2 * x @ block.T + (block**2).sum(1)[None, :]).min(1))
-        dist = np.sqrt(np.maximum(dist, 0))
-    else:
-        dist[:] = 1.0
+    rows = row_blocks(len(x))
+    dist = distance_to_cover(x, covered, rows) if len(covered) else np.ones(len(x), dtype=np.float32)
     picked: list[int] = []
     gaps: list[float] = []
     for _ in range(min(k, len(x))):
         i = int(np.argmax(dist * weight))
         picked.append(i)
         gaps.append(float(dist[i]))
-        dist = np.minimum(dist, np.sqrt(((x - x[i]) ** 2).sum(1)))
-        dist[i] = -1.0
+        cover_pick(dist, x, i, rows)
     return picked, gaps
 
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.strategies.base import SelectionContext
-from models.strategies.coreset import k_center_greedy
+from models.strategies.coreset import distance_to_cover, k_center_greedy, row_blocks
 from models.strategies.registry import SPECS, get_strategy, strategy_names
 
 ARRAY_STRATEGIES = [name for name, spec in SPECS.items() if "generative" not in spec.needs]
@@ -82,6 +82,27 @@ def test_k_center_covers_clusters() -> None:
     # With one cluster already covered, the first pick goes elsewhere.
     picked, _ = k_center_greedy(points, centres[:1], 3)
     assert 0 not in {i // 25 for i in picked}
+
+
+def test_k_center_over_more_candidates_than_one_block_matches_the_whole_computation() -> None:
+    # 40,000 candidates are three blocks of rows and 1,500 centres two blocks of centres.
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(40_000, 6)).astype(np.float32) * rng.uniform(0.5, 3, (40_000, 1)).astype(np.float32)
+    centres = rng.normal(size=(1_500, 6)).astype(np.float32)
+    assert len(row_blocks(len(x))) == 3
+    exact = np.full(len(x), np.inf)
+    for start in range(0, len(centres), 100):
+        diff = x[:, None, :].astype(np.float64) - centres[None, start : start + 100, :]
+        exact = np.minimum(exact, np.sqrt((diff**2).sum(2)).min(1))
+    np.testing.assert_allclose(distance_to_cover(x, centres, row_blocks(len(x))), exact, rtol=1e-3, atol=1e-3)
+    picked, gaps = k_center_greedy(x, centres, 5)
+    reference: list[int] = []
+    dist = exact.copy()
+    for _ in range(5):
+        reference.append(int(np.argmax(dist)))
+        dist = np.minimum(dist, np.sqrt(((x.astype(np.float64) - x[reference[-1]]) ** 2).sum(1)))
+    assert picked == reference
+    assert gaps[0] == pytest.approx(exact[reference[0]], rel=1e-3)
 
 
 def test_typiclust_samples_large_clusters_and_still_picks_their_dense_core() -> None:
