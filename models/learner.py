@@ -35,6 +35,7 @@ from models.head import (
     _folds,
     _softmax,
     balanced_log_loss,
+    column_statistics,
     fit_head,
     fit_temperature,
 )
@@ -269,6 +270,7 @@ def _fit(
     n_classes: int,
     temperature: float = 1.0,
     block: Span = None,
+    statistics: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> LinearHead:
     if mode == "propagated":
         positions, targets = _propagated_set(graph, labelled_pos, labels, n_classes)
@@ -282,6 +284,7 @@ def _fit(
         c_grid=(c,),
         temperature=temperature,
         block=None if block is None else slice(*block),
+        pool_statistics=statistics,
     )
 
 
@@ -344,6 +347,20 @@ def fit_learner(
         return FeatureLearner(head, "supervised", {"mode": "supervised", "head": head.info})
     graph = graph or PoolGraph.build(pool_features)
     held: dict[tuple[str, float, Span], tuple[np.ndarray, np.ndarray]] = {}
+    # The pool statistics of each set of columns a head reads: taken once, not in every head fitted below.
+    pool_statistics: dict[Span, tuple[np.ndarray, np.ndarray]] = {}
+
+    def statistics(span: Span) -> tuple[np.ndarray, np.ndarray]:
+        if span not in pool_statistics:
+            columns = pool_features if span is None else pool_features[:, slice(*span)]
+            pool_statistics[span] = column_statistics(columns)
+        return pool_statistics[span]
+
+    def fit(
+        mode: str, c: float, positions: np.ndarray, targets: np.ndarray, span: Span, temperature: float = 1.0
+    ) -> LinearHead:
+        return _fit(mode, c, pool_features, graph, positions, targets, n_classes, temperature, span, statistics(span))
+
     # Heads fitted on every label (validation is held out): the winner is the final head as it is.
     on_all_labels: dict[tuple[str, float, Span], LinearHead] = {}
     use_validation = validation is not None and len(validation[1]) >= 2 * n_classes
@@ -356,7 +373,7 @@ def fit_learner(
         k = int(min(folds, counts[counts > 0].min()))
         if k < 2:
             # Under two labels in some class nothing can be held out; lean on the pool graph.
-            head = _fit("propagated", PROPAGATION_C, pool_features, graph, labelled_pos, labels, n_classes)
+            head = fit("propagated", PROPAGATION_C, labelled_pos, labels, None)
             info = {"mode": "propagated", "held_out": "too few labels to hold any out", "head": head.info}
             return FeatureLearner(head, "propagated", info)
         parts = _folds(labels, k, seed)
@@ -368,14 +385,14 @@ def fit_learner(
             if (mode, c, span) in held:
                 continue
             if use_validation:
-                head = _fit(mode, c, pool_features, graph, labelled_pos, labels, n_classes, block=span)
+                head = fit(mode, c, labelled_pos, labels, span)
                 held[(mode, c, span)] = (head.logits(validation[0]), yv)  # type: ignore[index]
                 on_all_labels[(mode, c, span)] = head
                 continue
             logits = []
             for fold in parts:
                 train = np.setdiff1d(np.arange(len(labels)), fold)
-                head = _fit(mode, c, pool_features, graph, labelled_pos[train], labels[train], n_classes, block=span)
+                head = fit(mode, c, labelled_pos[train], labels[train], span)
                 logits.append(head.logits(pool_features[labelled_pos[fold]]))
             held[(mode, c, span)] = (np.concatenate(logits), labels[order])
 
@@ -408,7 +425,7 @@ def fit_learner(
         head.temperature = temperature
         head.info["temperature"] = round(temperature, 4)
     else:
-        head = _fit(mode, c, pool_features, graph, labelled_pos, labels, n_classes, temperature, block=span)
+        head = fit(mode, c, labelled_pos, labels, span, temperature)
     info: dict[str, object] = {
         "mode": mode,
         "c": c,
