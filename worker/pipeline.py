@@ -12,7 +12,7 @@ import io
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -62,6 +62,9 @@ class RoundInputs:
     previous_vae_latents_key: str | None = None
     representation_id: int | None = None
     representation_artifacts: dict[str, Any] = field(default_factory=dict)
+    # The pool's rows in that representation, from the round that last selected in it: images it
+    # encoded (uploaded after the representation was learned) are not encoded again.
+    previous_features_key: str | None = None
     representation_active: bool = False
     # The networks that challenge the head, fitted after an earlier round of this project was written.
     previous_challenger_key: str | None = None
@@ -126,6 +129,12 @@ class WarmCache:
                 array.flags.writeable = False
         self.entries[kind] = (digest, value)
         return value
+
+    def held(self, kind: str) -> Any:
+        """What is kept for `kind`, whatever it was made from (None if nothing): a `make` may build on
+        the entry it is about to replace."""
+        held = self.entries.get(kind)
+        return None if held is None else held[1]
 
 
 WARM = WarmCache()
@@ -236,6 +245,10 @@ def _claim(round_id: int, settings: Settings) -> RoundInputs | None:
             )
         )
         ready = representations.latest_ready(session, project_id=project.id)
+        features_key = next(
+            (a["latents"] for _, a in previous if ready and a and a.get("representation") == ready.id),
+            None,
+        )
         rep_active = representations.active(session, project_id=project.id) is not None
         return RoundInputs(
             round_id=round_.id,
@@ -259,6 +272,7 @@ def _claim(round_id: int, settings: Settings) -> RoundInputs | None:
             previous_vae_latents_key=vae_latents_key,
             representation_id=ready.id if ready else None,
             representation_artifacts=dict(ready.artifacts) if ready else {},
+            previous_features_key=features_key,
             representation_active=rep_active,
             previous_challenger_key=challenger_key,
         )
@@ -380,26 +394,32 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
             vae_info.update(info, needed=True)
         return vae_space["latents"]
 
+    # What names the features' space in the warm cache: the representation, or the pixels' PCA.
+    feature_space = representation_info.get("id") or representation_info.get("kind")
     latents: np.ndarray | Callable[[], np.ndarray]
     if features is None or inputs.strategy in DECODER_STRATEGIES:
         latents = vae_latents
         if inputs.strategy in DECODER_STRATEGIES:
             vae_latents()
-    elif features_key is not None:
-        # The pool is exactly the representation's rows: its features artifact is this round's latents.
-        latents = features
-        artifacts["latents"] = features_key
     else:
         from worker.artifacts import save_latents
 
-        # The learned space is the round's latent space: strategies, the index and the map use it.
+        def saved() -> str:
+            key = artifact_key(inputs.project_id, inputs.round_id, "latents.npz")
+            save_latents(storage, key, pool_ids, features)
+            return key
+
+        # The learned space is the round's latent space: strategies, the index and the map use it. An
+        # artifact that already holds exactly these rows is pointed at; otherwise they are stored once
+        # per pool and process (a million rows take a minute to compress), not once per round.
         latents = features
-        artifacts["latents"] = artifact_key(inputs.project_id, inputs.round_id, "latents.npz")
-        save_latents(storage, artifacts["latents"], pool_ids, latents)
+        artifacts["latents"] = features_key or WARM.get(
+            "stored-latents", digest_of(feature_space, pool_ids, inputs.validation_ids), saved
+        )
+        if representation_info.get("kind") == "simclr":
+            artifacts["representation"] = representation_info["id"]
     vae_s = time.monotonic() - t
     made_before_step = bool(vae_space)
-    # What names the features' space in the warm cache: the representation, or the pixels' PCA.
-    feature_space = representation_info.get("id") or representation_info.get("kind")
     graph = None
     if features is not None and len(labels) and len(np.unique(labels)) > 1:
         from models.learner import PoolGraph
@@ -652,10 +672,9 @@ def _representation(
     pixels' principal components; (None, None) for a project without representations or a decoder
     strategy with none ready (the round then uses the VAE and a CNN). Images the representation has not seen
     are encoded now; a pool that changed by more than the refresh fraction asks for a new one.
-    The last item is the representation's features artifact when the pool features are exactly its
-    rows (the round can point at it instead of storing a copy), else None."""
+    The last item is an artifact that holds exactly the pool's rows (the representation's own, or an
+    earlier round's), so the round can point at it instead of storing a copy; else None."""
     from models.representation import JointEncoder, encode
-    from worker.representation import load_features
 
     project = inputs.settings
     if project.representation == "none":
@@ -678,21 +697,18 @@ def _representation(
             "pixel-pca", digest_of(pool_ids, inputs.validation_ids), lambda: pixel_pca(pool_x, val_x)
         )
         return features, val_features, {"kind": "pixels-pca", "why": why, "requested": requested}, None
-    features_key, encoder_key = inputs.representation_artifacts["features"], inputs.representation_artifacts["encoder"]
-    ids, known = WARM.get("features", features_key, lambda: load_features(storage, features_key))
+    encoder_key = inputs.representation_artifacts["encoder"]
     encoder = _warm_encoder(storage, encoder_key, device)
-    features, encoded = known_then_encoded(
-        pool_ids, ids, known, known.shape[1], lambda positions: encode(encoder, subset(pool_x, positions))
+    pool, encoded = pool_features(
+        inputs, pool_ids, storage, lambda positions: encode(encoder, subset(pool_x, positions))
     )
     val_features = WARM.get(
         "validation",
         digest_of(encoder_key, inputs.validation_ids),
-        lambda: encode(encoder, val_x) if len(val_x) else np.zeros((0, known.shape[1]), np.float32),
+        lambda: encode(encoder, val_x) if len(val_x) else np.zeros((0, pool.rows.shape[1]), np.float32),
     )
-    gone = len(np.setdiff1d(ids, pool_ids))
-    changed = (encoded + gone) / max(len(ids), 1)
     requested = None
-    if changed > project.vae_refresh_fraction and not inputs.representation_active:
+    if pool.changed > project.vae_refresh_fraction and not inputs.representation_active:
         requested = _request_representation(inputs.project_id, settings)
     info = {
         "kind": "simclr",
@@ -700,10 +716,10 @@ def _representation(
         # SimCLR's and the patch features' widths, for a joint encoder: the head may read one alone.
         "blocks": [encoder.conv.out_dim, encoder.patches.out_dim] if isinstance(encoder, JointEncoder) else None,
         "encoded_now": encoded,
-        "pool_changed": round(changed, 4),
+        "pool_changed": round(pool.changed, 4),
         "refresh_requested": requested,
     }
-    return features, val_features, info, features_key if features is known else None
+    return pool.rows, val_features, info, pool.stored_key
 
 
 def candidate_index(
@@ -818,45 +834,134 @@ def _vae_codes(
     from models.vae_training import encode_means
     from worker.artifacts import artifact_key, load_latents, save_latents
 
-    known_ids, known = np.zeros(0, np.int64), None
-    if vae_key == inputs.previous_vae_key and inputs.previous_vae_latents_key:
+    previous = inputs.previous_vae_latents_key
+
+    def stored() -> tuple[np.ndarray, np.ndarray]:
+        assert previous is not None
         try:
-            known_ids, known = load_latents(storage, inputs.previous_vae_latents_key)
+            return load_latents(storage, previous)
         except Exception:  # unreadable or gone: encode the pool again
-            log.warning("could not read latents %s", inputs.previous_vae_latents_key, exc_info=True)
-    latents, encoded = known_then_encoded(
-        pool_ids, known_ids, known, vae.latent_dim, lambda positions: encode_means(vae, subset(pool_x, positions))
+            log.warning("could not read latents %s", previous, exc_info=True)
+            return np.zeros(0, np.int64), np.zeros((0, vae.latent_dim), np.float32)
+
+    sources = [stored] if vae_key == inputs.previous_vae_key and previous else []
+    latents, encoded, exact = known_then_encoded(
+        pool_ids, sources, lambda positions: encode_means(vae, subset(pool_x, positions))
     )
-    if latents is known:
-        assert inputs.previous_vae_latents_key is not None
-        return latents, inputs.previous_vae_latents_key, 0
+    if exact is not None:
+        assert previous is not None
+        return latents, previous, 0
     key = artifact_key(inputs.project_id, inputs.round_id, "latents.npz")
     save_latents(storage, key, pool_ids, latents)
     return latents, key, encoded
 
 
+@dataclass
+class PoolFeatures:
+    """The pool's rows in a ready representation, as a worker keeps them between rounds."""
+
+    representation_key: str  # the representation's features artifact
+    representation_ids: np.ndarray  # the images it was learned on and stored rows for
+    ids: np.ndarray  # the pool these rows are of
+    rows: np.ndarray
+    encoded: int  # images none of the stored rows had, encoded when these were assembled
+    changed: float  # how far the pool moved from the representation's: its new and its gone images
+    stored_key: str | None  # an artifact holding exactly these rows, if one does
+
+
+def pool_features(
+    inputs: RoundInputs, pool_ids: np.ndarray, storage: Storage, encode: Callable[[np.ndarray], np.ndarray]
+) -> tuple[PoolFeatures, int]:
+    """The pool's rows in the ready representation, kept in this process between rounds, and how many
+    images this round encoded."""
+    made: list[PoolFeatures] = []
+
+    def assemble() -> PoolFeatures:
+        made.append(_assembled(inputs, pool_ids, storage, encode))
+        return made[0]
+
+    pool = WARM.get("features", digest_of(inputs.representation_artifacts["features"], pool_ids), assemble)
+    return pool, pool.encoded if made else 0
+
+
+def _assembled(
+    inputs: RoundInputs, pool_ids: np.ndarray, storage: Storage, encode: Callable[[np.ndarray], np.ndarray]
+) -> PoolFeatures:
+    """The pool's rows in the ready representation. They come, in this order, from what this process
+    assembled for an earlier pool in the same representation, the representation's own artifact, and
+    the rows the last round that selected in it stored; only images none of those has are encoded.
+    So images uploaded after the representation was learned are encoded by one round, not by every
+    round until the next representation is ready."""
+    from worker.artifacts import load_latents
+    from worker.representation import load_features
+
+    features_key = inputs.representation_artifacts["features"]
+    held = WARM.held("features")
+    stored: list[tuple[Callable[[], tuple[np.ndarray, np.ndarray]], str | None]] = []
+    if isinstance(held, PoolFeatures) and held.representation_key == features_key:
+        representation_ids = held.representation_ids
+        stored.append((lambda: (held.ids, held.rows), held.stored_key))
+        stored.append((lambda: load_features(storage, features_key), features_key))
+    else:
+        representation_ids, representation_rows = load_features(storage, features_key)
+        stored.append((lambda: (representation_ids, representation_rows), features_key))
+    previous = inputs.previous_features_key
+    if previous and previous != features_key:
+        stored.append((lambda: load_latents(storage, previous), previous))
+    rows, encoded, exact = known_then_encoded(pool_ids, [load for load, _ in stored], encode)
+    rows.flags.writeable = False  # shared by later rounds: no step may change it in place
+    gone = np.setdiff1d(representation_ids, pool_ids, assume_unique=True)
+    new = np.setdiff1d(pool_ids, representation_ids, assume_unique=True)
+    return PoolFeatures(
+        representation_key=features_key,
+        representation_ids=representation_ids,
+        ids=pool_ids,
+        rows=rows,
+        encoded=encoded,
+        changed=(len(gone) + len(new)) / max(len(representation_ids), 1),
+        stored_key=None if exact is None else stored[exact][1],
+    )
+
+
 def known_then_encoded(
     pool_ids: np.ndarray,
-    known_ids: np.ndarray,
-    known: np.ndarray | None,
-    dim: int,
+    sources: Sequence[Callable[[], tuple[np.ndarray, np.ndarray]]],
     encode: Callable[[np.ndarray], np.ndarray],
-) -> tuple[np.ndarray, int]:
-    """The pool's rows in some space: rows of `known` (by image id) where it has them, `encode(positions)`
-    for the rest, and how many were encoded. `known` itself when its rows are exactly the pool's, so a
-    caller can tell an unchanged pool by identity and point at the stored artifact."""
-    if known is not None and np.array_equal(known_ids, pool_ids):
-        return known, 0
-    row_of = {int(image_id): row for row, image_id in enumerate(known_ids.tolist())}
-    have = np.asarray([i for i, image_id in enumerate(pool_ids.tolist()) if image_id in row_of], dtype=np.int64)
-    missing = np.setdiff1d(np.arange(len(pool_ids)), have)
-    rows = np.zeros((len(pool_ids), dim), dtype=np.float32)
-    if len(have):
-        assert known is not None
-        rows[have] = known[[row_of[int(pool_ids[i])] for i in have]]
+) -> tuple[np.ndarray, int, int | None]:
+    """The pool's rows in some space. Each source gives (image ids, rows) and is read only while some
+    pool images are still missing; an image's row comes from the first source that has it, and
+    `encode(positions)` gives the rest. Returns the rows, how many were encoded, and the index of a
+    source read whose rows are exactly the pool's: those are returned as they are, so a caller can
+    point at the artifact they came from instead of storing a copy."""
+    rows: np.ndarray | None = None
+    missing = np.arange(len(pool_ids))
+    for index, load in enumerate(sources):
+        if not len(missing):
+            break
+        known_ids, known = load()
+        if np.array_equal(known_ids, pool_ids):
+            return known, 0, index
+        if rows is None:
+            rows = np.zeros((len(pool_ids), known.shape[1]), dtype=np.float32)
+        found, at = rows_of(known_ids, pool_ids[missing])
+        rows[missing[found]] = known[at[found]]
+        missing = missing[~found]
+    if rows is None:
+        return np.asarray(encode(missing), dtype=np.float32), len(missing), None
     if len(missing):
         rows[missing] = encode(missing)
-    return rows, len(missing)
+    return rows, len(missing), None
+
+
+def rows_of(ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which of `wanted` are in `ids` (a mask over `wanted`), and at which row of `ids` each found one
+    is. Sorted search, not a dict of a million Python ints."""
+    if not len(ids):
+        return np.zeros(len(wanted), dtype=bool), np.zeros(len(wanted), dtype=np.int64)
+    order = np.argsort(ids, kind="stable")
+    in_order = ids[order]
+    at = np.minimum(np.searchsorted(in_order, wanted), len(ids) - 1)
+    return in_order[at] == wanted, order[at]
 
 
 def _round_heartbeat(round_id: int, settings: Settings) -> Heartbeat:

@@ -157,3 +157,42 @@ def test_a_project_that_asks_for_fine_tuning_gets_it_compared_on_its_validation_
     assert state["metrics"]["accuracy"] > 0.9
     assert len(engineer.get(f"/rounds/{state['id']}/suggestions").json()["data"]) == 10
     assert _wait_for_next_challenger(engineer, state["id"])["next_challenger"]["fitted_on"] == 74
+
+
+def test_images_uploaded_after_the_representation_are_encoded_by_one_round(postgres_service: LiveService) -> None:
+    """The rounds' worker serves no representation queue here (compose's `worker`); a background worker
+    runs only while the first representation trains, so the later upload's job stays queued and the
+    rounds after it select in the first representation, encoding what it has not seen."""
+    import subprocess
+    import sys
+
+    eng_id, eng = postgres_service.new_user("engineer")
+    engineer = postgres_service.client(eng)
+    pid = create_project(postgres_service.admin, members=[eng_id], representation_epochs=2)["id"]
+    upload(postgres_service.admin, pid, [("pool.zip", digits_zip(np.arange(3000, 3150), with_labels=False))])
+    command = [sys.executable, "-m", "app.cli", "worker", "--queues", "background", "--log-level", "warning"]
+    background = subprocess.Popen(command, env=postgres_service.env)
+    try:
+        ready = _wait_ready(engineer, pid)
+    finally:
+        background.terminate()
+        background.wait(timeout=30)
+    assert ready["status"] == "ready", ready
+    upload(postgres_service.admin, pid, [("more.zip", digits_zip(np.arange(3150, 3157), with_labels=False))])
+    assert engineer.get(f"/projects/{pid}/representations").json()["data"][0]["status"] == "queued"
+
+    rounds = []
+    for _ in range(3):
+        response = engineer.post(
+            f"/projects/{pid}/rounds", json={"strategy": "random", "batch_size": 5, "close_open": True}
+        )
+        state = wait_for_round(engineer, response.json()["id"])
+        assert state["status"] == "ready", state
+        rounds.append(state)
+    used = [r["metrics"]["representation"] for r in rounds]
+    assert {u["id"] for u in used} == {ready["id"]}
+    # The seven new images are encoded by the first round only; its rows are stored once and pointed at.
+    assert [u["encoded_now"] for u in used] == [7, 0, 0]
+    assert {u["pool_changed"] for u in used} == {round(7 / 150, 4)}
+    stored = sorted(postgres_service.data_dir.glob(f"objects/projects/{pid}/rounds/*/latents.npz"))
+    assert [path.parent.name for path in stored] == [str(rounds[0]["id"])]
