@@ -6,6 +6,12 @@ and with another process keeping one core busy.
     python benchmarks/round_speed.py                 # writes benchmarks/results/round_speed.{json,md}
     python benchmarks/round_speed.py --skip-demo
     python benchmarks/round_speed.py --skip-demo --warm-rounds 6 --out benchmarks/results/round_speed-challenge.json
+    python benchmarks/round_speed.py --skip-demo --upload-after 1000 --out benchmarks/results/round_speed-upload.json
+
+`--upload-after N` holds N of the pool back until the warm rounds are done, uploads them then (which
+queues a new representation) and runs `--rounds-after-upload` more labelled `entropy` rounds while that
+representation trains: each reports how many images it encoded and whether it stored the pool's
+features (a new `latents.npz`).
 
 From 30 labels per class (the 3rd warm round on) the worker fits the networks that challenge the
 head after each round is written; the next round is requested once that follow-up is recorded, as
@@ -88,7 +94,9 @@ def wait_representation(client: httpx.Client, project_id: int, timeout: float = 
     raise TimeoutError(f"representation of project {project_id}")
 
 
-def rounds_benchmark(warm_rounds: int, representation_budget: float) -> dict[str, object]:
+def rounds_benchmark(
+    warm_rounds: int, representation_budget: float, upload_after: int = 0, rounds_after_upload: int = 3
+) -> dict[str, object]:
     tmp = Path(tempfile.mkdtemp(prefix="suggestlab-speed-"))
     env = {
         **os.environ,
@@ -105,6 +113,7 @@ def rounds_benchmark(warm_rounds: int, representation_budget: float) -> dict[str
             base_url=f"http://127.0.0.1:{port}/api/v1", headers={"Authorization": f"Bearer {admin}"}, timeout=600
         )
         data, pool, validation = ten_thousand()
+        pool, held_back = pool[: len(pool) - upload_after], pool[len(pool) - upload_after :]
         pid = client.post("/projects", json={"name": "speed", "classes": data.classes}).json()["id"]
         t = time.monotonic()
         for chunk in np.array_split(pool, 2):
@@ -130,37 +139,75 @@ def rounds_benchmark(warm_rounds: int, representation_budget: float) -> dict[str
             "seconds": (job["metrics"] or {}).get("seconds"),
         }
 
-        names = {
-            i["id"]: i["original_name"]
-            for page in range(1, 30)
-            for i in client.get(f"/projects/{pid}/images", params={"per_page": 500, "page": page}).json()["data"]
-        }
+        names = image_names(client, pid)
         label_of = {f"speed-{i:05d}.png": str(data.labels[i]) for i in range(len(data.labels))}
-        warm = []
+        warm: list[dict[str, object]] = []
         previous = cold["id"]
         for _ in range(warm_rounds):
-            # A person labels a batch in minutes; the worker's follow-up of the previous round (the
-            # challengers' fit, from 30 labels per class) takes seconds. Timing the next round from
-            # when that is done measures the round; the follow-up is reported on its own.
-            follow_up = wait_follow_up(client, previous)
-            if warm:
-                warm[-1]["follow_up"] = follow_up
-            for s in client.get(f"/rounds/{previous}/suggestions").json()["data"]:
-                name = names.get(s["image_id"])
-                if name in label_of and s["status"] == "pending":
-                    client.post(f"/images/{s['image_id']}/annotations", json={"label": label_of[name]})
-            body = {"strategy": "entropy", "batch_size": 100, "close_open": True}
-            created = client.post(f"/projects/{pid}/rounds", json=body).json()
-            state, wall = wait_ready(client, created["id"])
-            warm.append({"wall_s": round(wall, 2), "metrics": _timings(state)})
-            previous = created["id"]
+            previous = labelled_round(client, pid, previous, names, label_of, warm)
         if warm:
             warm[-1]["follow_up"] = wait_follow_up(client, previous)
         out["warm_entropy"] = warm
+        if len(held_back):
+            t = time.monotonic()
+            archive = to_zip(data, held_back, with_labels=False)
+            client.post(f"/projects/{pid}/images", files={"files": ("more.zip", archive)}).raise_for_status()
+            out["upload_after"] = {"images": len(held_back), "seconds": round(time.monotonic() - t, 1)}
+            names = image_names(client, pid)
+            after: list[dict[str, object]] = []
+            for _ in range(rounds_after_upload):
+                stored = len(list(tmp.rglob("latents.npz")))
+                previous = labelled_round(client, pid, previous, names, label_of, after)
+                metrics = client.get(f"/rounds/{previous}").json().get("metrics") or {}
+                space = metrics.get("representation") or {}
+                after[-1].update(
+                    representation_id=space.get("id"),
+                    encoded_now=space.get("encoded_now"),
+                    stored_features=len(list(tmp.rglob("latents.npz"))) > stored,
+                    new_representation=client.get(f"/projects/{pid}/representations").json()["data"][0]["status"],
+                )
+            out["rounds_after_upload"] = after
     finally:
         serve.terminate()
         serve.wait(60)
     return out
+
+
+def image_names(client: httpx.Client, project_id: int) -> dict[int, str]:
+    names: dict[int, str] = {}
+    for page in range(1, 30):
+        params = {"per_page": 500, "page": page}
+        names.update(
+            (i["id"], i["original_name"])
+            for i in client.get(f"/projects/{project_id}/images", params=params).json()["data"]
+        )
+    return names
+
+
+def labelled_round(
+    client: httpx.Client,
+    project_id: int,
+    previous: int,
+    names: dict[int, str],
+    label_of: dict[str, str],
+    rounds: list[dict[str, object]],
+) -> int:
+    """Labels the previous round's batch, runs the next `entropy` round and appends its figures to
+    `rounds`; returns its id. A person labels a batch in minutes; the worker's follow-up of the
+    previous round (the challengers' fit, from 30 labels per class) takes seconds. Timing the next
+    round from when that is done measures the round; the follow-up is reported on its own."""
+    follow_up = wait_follow_up(client, previous)
+    if rounds:
+        rounds[-1]["follow_up"] = follow_up
+    for s in client.get(f"/rounds/{previous}/suggestions").json()["data"]:
+        name = names.get(s["image_id"])
+        if name in label_of and s["status"] == "pending":
+            client.post(f"/images/{s['image_id']}/annotations", json={"label": label_of[name]})
+    body = {"strategy": "entropy", "batch_size": 100, "close_open": True}
+    created = client.post(f"/projects/{project_id}/rounds", json=body).json()
+    state, wall = wait_ready(client, created["id"])
+    rounds.append({"wall_s": round(wall, 2), "metrics": _timings(state)})
+    return int(created["id"])
 
 
 def wait_follow_up(client: httpx.Client, round_id: int, timeout: float = 600) -> dict | None:
@@ -242,6 +289,10 @@ def main() -> int:
     parser.add_argument("--warm-rounds", type=int, default=3)
     parser.add_argument("--representation-budget", type=float, default=240.0)
     parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument(
+        "--upload-after", type=int, default=0, help="images held back and uploaded after the warm rounds"
+    )
+    parser.add_argument("--rounds-after-upload", type=int, default=3)
     parser.add_argument("--out", type=Path, default=RESULTS / "round_speed.json")
     args = parser.parse_args()
     command = "python benchmarks/round_speed.py " + " ".join(sys.argv[1:])
@@ -252,7 +303,9 @@ def main() -> int:
     if not args.skip_demo:
         results["demo"] = [demo_benchmark(False), demo_benchmark(True)]
         print(json.dumps(results["demo"]), flush=True)
-    results["rounds"] = rounds_benchmark(args.warm_rounds, args.representation_budget)
+    results["rounds"] = rounds_benchmark(
+        args.warm_rounds, args.representation_budget, args.upload_after, args.rounds_after_upload
+    )
     args.out.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
     return 0
