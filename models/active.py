@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from models.pixels import Pixels, subset
-from models.strategies.base import Selection, SelectionContext
+from models.strategies.base import PoolRows, Selection, SelectionContext
 from models.strategies.registry import (
     COLD_START,
     NEEDS_GENERATIVE,
@@ -207,7 +207,7 @@ def run_step(
         feats = latents() if callable(latents) else latents
         if feats is None:
             feats = pca_features(pool_x)
-        ctx.candidate_features = feats[candidate_pos]
+        ctx.candidate_features = PoolRows.of(feats, candidate_pos)
         ctx.labelled_features = feats[labelled_pos]
     if NEEDS_GENERATIVE in spec.needs:
         ctx.extras.update(generative() if generative else {})

@@ -12,6 +12,66 @@ from typing import Any
 
 import numpy as np
 
+# Candidates above this many are read from the pool's features in place (PoolRows.of).
+IN_PLACE_MIN_ROWS = 16_384
+
+
+@dataclass(frozen=True)
+class PoolRows:
+    """Rows of a pool's feature array at sorted positions, read where they are.
+
+    At a million images of 256 features, copying the candidates' rows out of the pool costs a
+    gigabyte every round (benchmarks/results/step_memory.md). Indexing gives those rows as an array,
+    and anything that needs the whole matrix gets a copy through `__array__`. The strategies that go
+    over every candidate (k-center greedy, TypiClust's clustering, the mean) read the pool in blocks
+    instead and never make that copy."""
+
+    space: np.ndarray  # [P, D] the whole pool, float32, C-ordered
+    positions: np.ndarray  # [N] sorted, distinct rows of `space`
+
+    @staticmethod
+    def of(space: np.ndarray, positions: np.ndarray) -> np.ndarray | PoolRows:
+        """The rows in place when they are many and most of the pool (going over the whole pool then
+        costs little more than over them); a copy otherwise, as before. Up to IN_PLACE_MIN_ROWS rows
+        (every benchmark set) nothing changes."""
+        in_place = (
+            len(positions) > IN_PLACE_MIN_ROWS
+            and 2 * len(positions) >= len(space)
+            and space.dtype == np.float32
+            and space.flags.c_contiguous
+            and bool(np.all(np.diff(positions) > 0))
+        )
+        return PoolRows(space, np.asarray(positions, dtype=np.int64)) if in_place else space[positions]
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.positions), int(self.space.shape[1])
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        return self.space[self.positions[index]]
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        rows = self.space[self.positions]
+        return rows if dtype is None else rows.astype(dtype, copy=False)
+
+    def mask(self) -> np.ndarray:
+        """[P] True at the positions."""
+        mask = np.zeros(len(self.space), dtype=bool)
+        mask[self.positions] = True
+        return mask
+
+    def mean(self, axis: int = 0) -> np.ndarray:
+        """The rows' mean over axis 0, a block at a time in float64."""
+        if axis != 0:
+            raise ValueError("PoolRows.mean is over rows only")
+        total = np.zeros(self.space.shape[1], dtype=np.float64)
+        for start in range(0, len(self.positions), 65_536):
+            total += self[start : start + 65_536].sum(0, dtype=np.float64)
+        return (total / max(len(self.positions), 1)).astype(self.space.dtype)
+
 
 @dataclass
 class SelectionContext:
@@ -24,7 +84,8 @@ class SelectionContext:
         n_classes: number of project classes.
         seed: makes every random choice repeatable.
         probabilities: [N, C] task-model probabilities on the candidates.
-        candidate_features: [N, D] latent codes (or other features) of the candidates.
+        candidate_features: [N, D] latent codes (or other features) of the candidates: an array, or
+            for a large pool the pool's own rows read in place (`PoolRows`).
         labelled_features: [L, D] the same for the labelled images.
         held_out_accuracy: balanced accuracy of the task model on labels it was not fitted on
             (validation split or k-fold), when the learner measured one.
@@ -37,7 +98,7 @@ class SelectionContext:
     n_classes: int
     seed: int = 0
     probabilities: np.ndarray | None = None
-    candidate_features: np.ndarray | None = None
+    candidate_features: np.ndarray | PoolRows | None = None
     labelled_features: np.ndarray | None = None
     held_out_accuracy: float | None = None
     extras: dict[str, Any] = field(default_factory=dict)

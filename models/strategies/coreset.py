@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from models.strategies.base import Selection, SelectionContext, Strategy
+from models.strategies.base import PoolRows, Selection, SelectionContext, Strategy
 
 # Candidate rows k-center greedy works through at a time (16,384 x 1,024 float32 distances: 64 MB).
 COVER_ROWS = 16_384
@@ -46,11 +46,12 @@ def cover_pick(dist: np.ndarray, x: np.ndarray, i: int, rows: list[slice]) -> No
     dist[i] = -1.0
 
 
-def k_center_greedy(candidates: np.ndarray, centers: np.ndarray, k: int) -> tuple[list[int], list[float]]:
+def k_center_greedy(candidates: np.ndarray | PoolRows, centers: np.ndarray, k: int) -> tuple[list[int], list[float]]:
     """Greedily picks k candidate rows that are farthest from everything covered so far.
 
     Args:
-        candidates: [N, D] features of the rows that may be picked.
+        candidates: [N, D] features of the rows that may be picked; for `PoolRows`, every pool row
+            is scored in place and the ones that are not candidates start covered, so none is picked.
         centers: [M, D] features already covered (M may be 0).
         k: how many to pick.
 
@@ -61,16 +62,26 @@ def k_center_greedy(candidates: np.ndarray, centers: np.ndarray, k: int) -> tupl
     k = min(k, n)
     if k <= 0:
         return [], []
-    x = np.ascontiguousarray(candidates, dtype=np.float32)
-    rows = row_blocks(n)
+    if isinstance(candidates, PoolRows):
+        x = np.ascontiguousarray(candidates.space, dtype=np.float32)
+        outside = ~candidates.mask()
+    else:
+        x = np.ascontiguousarray(candidates, dtype=np.float32)
+        outside = None
+    rows = row_blocks(len(x))
     if len(centers):
         dist = distance_to_cover(x, centers, rows)
         first = None
     else:
-        dist = np.full(n, np.inf, dtype=np.float32)
+        dist = np.full(len(x), np.inf, dtype=np.float32)
         # Nothing covered yet: start from the most typical point (nearest the mean), not an outlier.
-        mean = x.mean(0)
-        first = int(np.argmin(np.concatenate([((x[r] - mean) ** 2).sum(1) for r in rows])))
+        mean = candidates.mean(0) if outside is not None else x.mean(0)
+        spread = np.concatenate([((x[r] - mean) ** 2).sum(1) for r in rows])
+        if outside is not None:
+            spread[outside] = np.inf
+        first = int(np.argmin(spread))
+    if outside is not None:
+        dist[outside] = -1.0
     picked: list[int] = []
     gaps: list[float] = []
     for _ in range(k):
@@ -78,6 +89,8 @@ def k_center_greedy(candidates: np.ndarray, centers: np.ndarray, k: int) -> tupl
         picked.append(i)
         gaps.append(float(dist[i]) if np.isfinite(dist[i]) else 0.0)
         cover_pick(dist, x, i, rows)
+    if isinstance(candidates, PoolRows):
+        picked = np.searchsorted(candidates.positions, picked).tolist()
     return picked, gaps
 
 
@@ -130,19 +143,22 @@ class TypicalityStrategy(Strategy):
         n = len(ctx.candidate_ids)
         if n == 0 or batch_size <= 0:
             return Selection()
-        labelled = ctx.labelled_features if ctx.labelled_features is not None else np.zeros((0, 1), np.float32)
-        everything = np.ascontiguousarray(
-            np.concatenate([ctx.candidate_features, labelled]) if len(labelled) else ctx.candidate_features,
-            dtype=np.float32,
-        )
+        dim = ctx.candidate_features.shape[1]
+        labelled = ctx.labelled_features if ctx.labelled_features is not None else np.zeros((0, dim), np.float32)
+        labelled = np.ascontiguousarray(labelled, dtype=np.float32)
         n_clusters = int(min(len(ctx.labelled_ids) + batch_size, self.params["max_clusters"], n))
         kmeans = faiss.Kmeans(
-            everything.shape[1], n_clusters, niter=20, seed=ctx.seed % (2**31), verbose=False, min_points_per_centroid=1
+            dim, n_clusters, niter=20, seed=ctx.seed % (2**31), verbose=False, min_points_per_centroid=1
         )
-        kmeans.train(everything)
-        _, assign = kmeans.index.search(everything, 1)
-        assign = assign[:, 0]
-        cand_assign, lab_assign = assign[:n], assign[n:]
+        kmeans.train(_clustered(ctx, labelled, n_clusters))
+        # A block of candidates at a time: each row's nearest centroid does not depend on the others.
+        cand_assign = np.concatenate(
+            [
+                kmeans.index.search(np.ascontiguousarray(ctx.candidate_features[r], np.float32), 1)[1][:, 0]
+                for r in row_blocks(n)
+            ]
+        )
+        lab_assign = kmeans.index.search(labelled, 1)[1][:, 0] if len(labelled) else np.zeros(0, np.int64)
         covered = np.bincount(lab_assign, minlength=n_clusters) if len(lab_assign) else np.zeros(n_clusters, int)
         size = np.bincount(cand_assign, minlength=n_clusters)
         selection = Selection()
@@ -177,6 +193,23 @@ class TypicalityStrategy(Strategy):
             if not progressed:
                 break
         return selection
+
+
+def _clustered(ctx: SelectionContext, labelled: np.ndarray, n_clusters: int) -> np.ndarray:
+    """The rows k-means trains on: the candidates and the labelled images. From the pool in place,
+    a seeded sample of as many as faiss would train on (256 per cluster) rather than a copy of
+    every row, which faiss would only sample from."""
+    candidates = ctx.candidate_features
+    assert candidates is not None
+    if not isinstance(candidates, PoolRows):
+        rows = np.concatenate([candidates, labelled]) if len(labelled) else candidates
+        return np.ascontiguousarray(rows, dtype=np.float32)
+    total, limit = len(candidates) + len(labelled), 256 * n_clusters
+    chosen = np.sort(ctx.rng.choice(total, limit, replace=False)) if total > limit else np.arange(total)
+    inside = chosen[chosen < len(candidates)]
+    return np.ascontiguousarray(
+        np.concatenate([candidates[inside], labelled[chosen[len(inside) :] - len(candidates)]]), dtype=np.float32
+    )
 
 
 class ColdStartStrategy(TypicalityStrategy):

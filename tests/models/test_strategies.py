@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.strategies.base import SelectionContext
+from models.strategies.base import IN_PLACE_MIN_ROWS, PoolRows, SelectionContext
 from models.strategies.coreset import distance_to_cover, k_center_greedy, row_blocks
 from models.strategies.registry import SPECS, get_strategy, strategy_names
 
@@ -103,6 +103,64 @@ def test_k_center_over_more_candidates_than_one_block_matches_the_whole_computat
         dist = np.minimum(dist, np.sqrt(((x.astype(np.float64) - x[reference[-1]]) ** 2).sum(1)))
     assert picked == reference
     assert gaps[0] == pytest.approx(exact[reference[0]], rel=1e-3)
+
+
+def in_place_pool(seed: int, labelled: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A pool above IN_PLACE_MIN_ROWS: features, labelled positions, candidate positions."""
+    rng = np.random.default_rng(seed)
+    space = (rng.normal(size=(30_000, 6)) * rng.uniform(0.5, 3, (30_000, 1))).astype(np.float32)
+    taken = np.sort(rng.choice(len(space), labelled, replace=False))
+    return space, taken, np.setdiff1d(np.arange(len(space)), taken)
+
+
+def test_many_candidates_are_read_from_the_pool_in_place_and_few_are_copied() -> None:
+    space, taken, candidates = in_place_pool(0, 500)
+    rows = PoolRows.of(space, candidates)
+    assert isinstance(rows, PoolRows) and rows.space is space and rows.shape == (len(candidates), 6)
+    np.testing.assert_array_equal(np.asarray(rows), space[candidates])
+    np.testing.assert_array_equal(rows[[0, 5, -1]], space[candidates[[0, 5, -1]]])
+    np.testing.assert_allclose(rows.mean(0), space[candidates].mean(0), rtol=1e-5, atol=1e-6)
+    # Few candidates, a small share of the pool, or positions out of order: a copy, as before.
+    assert isinstance(PoolRows.of(space, candidates[:IN_PLACE_MIN_ROWS]), np.ndarray)
+    assert isinstance(PoolRows.of(space, taken), np.ndarray)
+    assert isinstance(PoolRows.of(space, candidates[::-1]), np.ndarray)
+
+
+@pytest.mark.parametrize("covered", [0, 500])
+def test_k_center_over_the_pool_in_place_picks_what_it_picks_from_a_copy(covered: int) -> None:
+    space, taken, candidates = in_place_pool(1, max(covered, 1))
+    rows = PoolRows.of(space, candidates)
+    assert isinstance(rows, PoolRows)
+    picked, gaps = k_center_greedy(rows, space[taken[:covered]], 12)
+    copied, copied_gaps = k_center_greedy(space[candidates], space[taken[:covered]], 12)
+    assert picked == copied
+    np.testing.assert_allclose(gaps, copied_gaps, rtol=1e-5)
+
+
+def test_typiclust_over_the_pool_in_place_clusters_without_copying_every_row() -> None:
+    space, taken, candidates = in_place_pool(2, 20)
+    rng = np.random.default_rng(2)
+
+    def context(features: np.ndarray | PoolRows) -> SelectionContext:
+        return SelectionContext(
+            candidate_ids=candidates + 1,
+            labelled_ids=taken + 1,
+            labels=rng.integers(0, 4, len(taken)),
+            n_classes=4,
+            seed=5,
+            candidate_features=features,
+            labelled_features=space[taken],
+        )
+
+    in_place = context(PoolRows.of(space, candidates))
+    # 20 labels + a batch of 10: 30 clusters, so k-means trains on a seeded sample of 7,680 rows.
+    first = get_strategy("typiclust").select(in_place, 10)
+    assert first.image_ids == get_strategy("typiclust").select(in_place, 10).image_ids
+    assert len(set(first.image_ids)) == 10 and set(first.image_ids) <= set((candidates + 1).tolist())
+    assert len({r["cluster"] for r in first.reasons}) == 10
+    # Up to 256 rows per cluster k-means trains on every row, so in place and copied agree.
+    wide = get_strategy("typiclust").select(in_place, 200)
+    assert wide.image_ids == get_strategy("typiclust").select(context(space[candidates]), 200).image_ids
 
 
 def test_typiclust_samples_large_clusters_and_still_picks_their_dense_core() -> None:
