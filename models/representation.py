@@ -82,6 +82,7 @@ def setting_tag(setting: dict[str, Any]) -> str:
         f"{'-'.join(map(str, setting['widths']))}-{setting['epochs']}"
         f"-t{setting['temperature']}-c{colour['strength']}-{colour['hue']}-{colour['grayscale_p']}"
         + ("-patches" if setting.get("patches") else "")
+        + ("-bf16" if setting.get("bfloat16") else "")
     )
 
 
@@ -89,6 +90,8 @@ def setting_for(device_type: str, epochs: int | None = None) -> dict[str, Any]:
     """The encoder setting for a device type ("cuda" or anything else), with `epochs` overriding."""
     setting = dict(SETTINGS["cuda" if device_type == "cuda" else "cpu"])
     setting["colour"] = dict(setting["colour"])
+    # The precision is the hardware's, so it is part of what a setting trains (and of its cache name).
+    setting["bfloat16"] = device_type == "cuda" or native_cpu_bfloat16()
     if epochs is not None:
         setting["epochs"] = epochs
     return setting
@@ -263,7 +266,8 @@ class SimCLR:
         batch_size, lr, temperature: the usual SimCLR knobs (Adam instead of LARS at this scale).
         seed: initialisation, batch order and augmentations.
         mixed_precision: run the encoder's forward and backward in bfloat16 autocast (the loss in
-            float32); None: on a GPU, off on a CPU. bfloat16 needs no loss scaling.
+            float32); None: on a GPU, and on a CPU with AMX bfloat16 tiles (`native_cpu_bfloat16`),
+            off on other CPUs, where bfloat16 is emulated and slower. bfloat16 needs no loss scaling.
         augmentation: how two views of a batch are drawn; None: `default_augmentation()`.
         patches: learn a patch representation (models.patches) first and make the encoder a
             JointEncoder of both; the time budget covers both.
@@ -312,6 +316,7 @@ class SimCLR:
             temperature=setting["temperature"],
             seed=seed,
             device=device,
+            mixed_precision=setting.get("bfloat16"),
             augmentation=default_augmentation(**setting["colour"]),
             patches=bool(setting.get("patches", False)),
         )
@@ -332,14 +337,19 @@ class SimCLR:
         deadline = None if self.time_budget_s is None else started + self.time_budget_s
         seed_everything(self.seed)
         gen = torch.Generator().manual_seed(self.seed)
-        encoder = ConvEncoder(x.shape[1], self.widths).to(device)
+        # On a CPU, oneDNN's convolutions are faster over channels-last tensors (NHWC): 1.3x a SimCLR
+        # step in float32 and 3.3x with AMX bfloat16 (benchmarks/results/precision.md).
+        layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+        encoder = ConvEncoder(x.shape[1], self.widths).to(device, memory_format=layout)
         projector = nn.Sequential(
             nn.Linear(encoder.out_dim, encoder.out_dim), nn.ReLU(), nn.Linear(encoder.out_dim, self.projection_dim)
         ).to(device)
         params = list(encoder.parameters()) + list(projector.parameters())
         optimiser = torch.optim.Adam(params, lr=self.lr, weight_decay=1e-6)
         augment = self.augmentation or default_augmentation()
-        amp = device.type == "cuda" if self.mixed_precision is None else self.mixed_precision
+        amp = self.mixed_precision
+        if amp is None:
+            amp = device.type == "cuda" or (device.type == "cpu" and native_cpu_bfloat16())
         # Batches are read from x as they are drawn: the pool may be bytes on disk (models.pixels).
         n = len(x)
         bs = min(self.batch_size, n)
@@ -363,7 +373,7 @@ class SimCLR:
                 xb = to_device(x[order[b * bs : (b + 1) * bs].numpy()], device)
                 # Augmented where the batch lives: on a GPU the crops and colour maps run there, not
                 # on the host's cores (only the per-image random draws come from the CPU generator).
-                v1, v2 = augment(xb, gen), augment(xb, gen)
+                v1, v2 = (augment(xb, gen).contiguous(memory_format=layout) for _ in range(2))
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     z1, z2 = projector(encoder(v1)), projector(encoder(v2))
                 loss = nt_xent(z1.float(), z2.float(), self.temperature)
@@ -488,6 +498,14 @@ def build_encoder(config: dict[str, Any]) -> nn.Module:
     raise ValueError(f"unknown encoder kind {kind!r}")
 
 
+def native_cpu_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX tiles): there autocast
+    trains the encoder 2.5x faster than float32 (benchmarks/results/precision.md); elsewhere the
+    bfloat16 kernels are emulated and slower than float32."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe is not None and probe())
+
+
 def to_device(batch: np.ndarray, device: torch.device) -> torch.Tensor:
     """A float32 host batch on `device`; to a GPU through pinned memory, so the copy is one DMA
     transfer that does not wait on the host (pageable memory is staged through a bounce buffer)."""
@@ -513,8 +531,13 @@ def encode(encoder: nn.Module, x: Pixels, *, batch_size: int = 512, progress: Pr
     encoder.eval()
     out = np.empty((len(x), encoder.out_dim), np.float32)
     for i in range(0, len(x), batch_size):
+        batch = to_device(x[i : i + batch_size], device)
+        if device.type == "cpu":
+            # The layout the encoder trained in, whatever the layout of its weights (a loaded encoder's
+            # are contiguous), so features encoded before and after a reload are the same numbers.
+            batch = batch.contiguous(memory_format=torch.channels_last)
         # Features stay float32 (no autocast): rounds compare features encoded at different times.
-        out[i : i + batch_size] = encoder(to_device(x[i : i + batch_size], device)).float().cpu().numpy()
+        out[i : i + batch_size] = encoder(batch).float().cpu().numpy()
         if progress is not None:
             progress(min(1.0, (i + batch_size) / len(x)))
     return out

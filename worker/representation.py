@@ -158,6 +158,7 @@ def train_representation(representation_id: int, settings: Settings) -> None:
                 "loss_first_last": [round(history.losses[0], 4), round(history.losses[-1], 4)],
                 "widths": list(setting["widths"]),
                 "patches": bool(setting.get("patches", False)),
+                "precision": "bfloat16" if setting.get("bfloat16") else "float32",
                 "feature_dim": int(features.shape[1]),
             }
             with session_scope(settings) as session:

@@ -79,6 +79,36 @@ def test_simclr_in_bfloat16_autocast_learns_and_is_deterministic() -> None:
     np.testing.assert_array_equal(features, SimCLR(mixed_precision=True, **kwargs).fit(x).transform(x))
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_a_cpu_trains_in_bfloat16_only_where_it_has_bfloat16_hardware(
+    native: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Left to choose, SimCLR follows the CPU's hardware: bfloat16 with AMX tiles (2.5x faster there),
+    # float32 where bfloat16 would be emulated. Only the hardware probe is forced here.
+    from models import representation
+
+    monkeypatch.setattr(representation, "native_cpu_bfloat16", lambda: native)
+    x = np.random.default_rng(0).random((64, 3, 12, 12)).astype(np.float32)
+    kwargs = {"widths": (8, 16, 16), "epochs": 2, "batch_size": 32, "seed": 2, "device": torch.device("cpu")}
+    chosen = SimCLR(**kwargs).fit(x).transform(x)
+    np.testing.assert_array_equal(chosen, SimCLR(mixed_precision=native, **kwargs).fit(x).transform(x))
+    assert not np.allclose(chosen, SimCLR(mixed_precision=not native, **kwargs).fit(x).transform(x))
+
+
+def test_an_encoder_trained_channels_last_encodes_the_same_features_after_a_reload() -> None:
+    # On a CPU the encoder trains over channels-last tensors; a worker that loads it from its file
+    # gets contiguous weights, and must still give the features the training process stored.
+    from models.representation import build_encoder, encode, encoder_config
+
+    x = np.random.default_rng(0).random((96, 3, 16, 16)).astype(np.float32)
+    model = SimCLR(widths=(8, 16, 16), epochs=1, batch_size=32, seed=0, patches=True, device=torch.device("cpu"))
+    model.fit(x)
+    assert model.encoder is not None
+    reloaded = build_encoder(encoder_config(model.encoder))
+    reloaded.load_state_dict(model.encoder.state_dict())
+    np.testing.assert_array_equal(encode(reloaded, x), model.transform(x))
+
+
 def test_a_time_budget_stops_simclr_inside_an_epoch_longer_than_the_budget() -> None:
     # A pool whose one epoch outlasts the budget (a million images on a CPU) must still stop in
     # time: the plan is made after a few timed steps, not after the first epoch.
@@ -583,6 +613,11 @@ def test_each_device_setting_builds_its_own_encoder_and_cache_name() -> None:
     # Features cached under one setting are never read back as another's.
     assert setting_tag(cpu) != setting_tag(gpu) != setting_tag(setting_for("cuda", epochs=10))
     assert model.patches and setting_tag(cpu) != setting_tag(cpu | {"patches": False})
+    # The precision follows the hardware (bfloat16 on a GPU, on a CPU where it has AMX tiles) and
+    # trains another encoder, so it names its own cache too.
+    assert gpu["bfloat16"] and SimCLR.from_setting(gpu, seed=0).mixed_precision
+    assert SimCLR.from_setting(cpu, seed=0).mixed_precision == cpu["bfloat16"]
+    assert setting_tag(cpu | {"bfloat16": True}) != setting_tag(cpu | {"bfloat16": False})
     # A caller's edits stay its own.
     cpu["colour"]["hue"] = 0.0
     assert setting_for("cpu")["colour"]["hue"] == 0.5
