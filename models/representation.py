@@ -48,6 +48,12 @@ REPLAN_STEPS = 10
 # and grayscale on half the views leave it the shapes. The GPU setting keeps what was measured on
 # the H100 until it is measured again.
 #
+# CPU epochs 20 -> 50 on 2026-12-05, once channels-last and AMX bfloat16 made a step 3.2x faster on
+# this 2-core CPU (benchmarks/results/precision.md): on shapes10k, the tuning set, a probe with 10
+# labels per class went 0.237 -> 0.278 and with 9,000 labels 0.510 -> 0.529. The budget still
+# binds where a step is slower: an 8,000-image RGB pool gets about 44 epochs here, and about 19 on
+# a CPU without AMX (float32, channels-last), where it got about 17 before.
+#
 # "patches": the features are SimCLR's side by side with a k-means patch representation of the pool
 # (models.patches; 39 s to learn on 8,000 32x32 RGB images on 2 cores). Added on 2026-12-04 after the
 # CPU setting's SimCLR stayed near chance on a held-out cluttered RGB set (symbols10k-rgb: a head with
@@ -56,7 +62,7 @@ REPLAN_STEPS = 10
 SETTINGS: dict[str, dict[str, Any]] = {
     "cpu": {
         "widths": (32, 64, 128),
-        "epochs": 20,
+        "epochs": 50,
         "time_budget_s": 480.0,
         "batch_size": 256,
         "temperature": 0.5,
