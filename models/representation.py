@@ -97,7 +97,7 @@ def setting_for(device_type: str, epochs: int | None = None) -> dict[str, Any]:
     setting = dict(SETTINGS["cuda" if device_type == "cuda" else "cpu"])
     setting["colour"] = dict(setting["colour"])
     # The precision is the hardware's, so it is part of what a setting trains (and of its cache name).
-    setting["bfloat16"] = device_type == "cuda" or native_cpu_bfloat16()
+    setting["bfloat16"] = bfloat16_by_default(device_type)
     if epochs is not None:
         setting["epochs"] = epochs
     return setting
@@ -344,7 +344,7 @@ class SimCLR:
         seed_everything(self.seed)
         gen = torch.Generator().manual_seed(self.seed)
         # On a CPU, oneDNN's convolutions are faster over channels-last tensors (NHWC): 1.3x a SimCLR
-        # step in float32 and 3.3x with AMX bfloat16 (benchmarks/results/precision.md).
+        # step in float32 and 3.2x with AMX bfloat16 (benchmarks/results/precision.md).
         layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
         encoder = ConvEncoder(x.shape[1], self.widths).to(device, memory_format=layout)
         projector = nn.Sequential(
@@ -353,9 +353,7 @@ class SimCLR:
         params = list(encoder.parameters()) + list(projector.parameters())
         optimiser = torch.optim.Adam(params, lr=self.lr, weight_decay=1e-6)
         augment = self.augmentation or default_augmentation()
-        amp = self.mixed_precision
-        if amp is None:
-            amp = device.type == "cuda" or (device.type == "cpu" and native_cpu_bfloat16())
+        amp = bfloat16_by_default(device.type) if self.mixed_precision is None else self.mixed_precision
         # Batches are read from x as they are drawn: the pool may be bytes on disk (models.pixels).
         n = len(x)
         bs = min(self.batch_size, n)
@@ -506,10 +504,15 @@ def build_encoder(config: dict[str, Any]) -> nn.Module:
 
 def native_cpu_bfloat16() -> bool:
     """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX tiles): there autocast
-    trains the encoder 2.5x faster than float32 (benchmarks/results/precision.md); elsewhere the
+    trains the encoder's steps 3.2x faster than float32 (benchmarks/results/precision.md); elsewhere the
     bfloat16 kernels are emulated and slower than float32."""
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
     return bool(probe is not None and probe())
+
+
+def bfloat16_by_default(device_type: str) -> bool:
+    """Whether the encoder trains in bfloat16 autocast on this kind of device when nobody says."""
+    return device_type == "cuda" or (device_type == "cpu" and native_cpu_bfloat16())
 
 
 def to_device(batch: np.ndarray, device: torch.device) -> torch.Tensor:
