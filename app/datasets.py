@@ -21,6 +21,11 @@ class Dataset:
     classes: list[str]
     image_size: int  # the project setting to train at
 
+    def pixels(self) -> np.ndarray:
+        """[N, C, H, W] float32 in [0, 1], the layout the networks read."""
+        images = self.images.astype(np.float32) / 255.0
+        return np.ascontiguousarray(images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2))
+
 
 def load_dataset(name: str) -> Dataset:
     if name == "mnist5k":

@@ -74,8 +74,7 @@ def load_simulation_data(dataset: str, *, test_fraction: float = 0.2, image_size
 
         data = load_dataset(dataset)
         size = image_size or data.image_size
-        images = data.images.astype(np.float32) / 255.0
-        x = _resize(images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2), size)
+        x = _resize(data.pixels(), size)
         pool_x, pool_y, test_x, test_y = split(x, data.labels, test_fraction)
         return SimulationData(dataset, pool_x, pool_y, test_x, test_y, data.classes)
     return _load_folder(Path(dataset), test_fraction, image_size or 28)
