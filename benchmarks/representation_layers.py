@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,12 +29,16 @@ sys.path.insert(0, str(ROOT))
 
 from models.simulate import SimulationConfig, encoder_for, load_simulation_data, representation_for  # noqa: E402
 
+if TYPE_CHECKING:
+    from models.representation import ConvEncoder
+
 # conv.body's modules up to the end of stage 2: two (conv, BN, ReLU) stages of six and a pooling
 # between them, plus the pooling before stage 3 left out.
 STAGE_2_END = 13
 
 
-def stage_2_features(conv: object, pixels: np.ndarray) -> np.ndarray:
+def stage_2_features(conv: ConvEncoder, pixels: np.ndarray) -> np.ndarray:
+    """[N, 64] global averages of stage 2's output, in the layout the encoder trained in."""
     import torch
 
     out = []
@@ -41,7 +46,7 @@ def stage_2_features(conv: object, pixels: np.ndarray) -> np.ndarray:
         for i in range(0, len(pixels), 512):
             batch = torch.as_tensor(np.asarray(pixels[i : i + 512], dtype=np.float32))
             batch = batch.contiguous(memory_format=torch.channels_last)
-            out.append(conv.body[:STAGE_2_END](batch).mean(dim=(2, 3)).float().numpy())  # type: ignore[attr-defined]
+            out.append(conv.body[:STAGE_2_END](batch).mean(dim=(2, 3)).float().numpy())
     return np.concatenate(out)
 
 
