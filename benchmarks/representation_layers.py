@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,16 +38,22 @@ STAGE_2_END = 13
 
 
 def stage_2_features(conv: ConvEncoder, pixels: np.ndarray) -> np.ndarray:
-    """[N, 64] global averages of stage 2's output, in the layout the encoder trained in."""
-    import torch
+    """[N, 64] global averages of stage 2's output, encoded the way the product encodes (batches,
+    the layout the encoder trained in, float32)."""
+    from torch import nn
 
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(pixels), 512):
-            batch = torch.as_tensor(np.asarray(pixels[i : i + 512], dtype=np.float32))
-            batch = batch.contiguous(memory_format=torch.channels_last)
-            out.append(conv.body[:STAGE_2_END](batch).mean(dim=(2, 3)).float().numpy())
-    return np.concatenate(out)
+    from models.representation import encode
+
+    class Stage2(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = conv.body[:STAGE_2_END]
+            self.out_dim = conv.widths[1]
+
+        def forward(self, x: Any) -> Any:
+            return self.body(x).mean(dim=(2, 3))
+
+    return encode(Stage2(), pixels)
 
 
 def unit_block(pool: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
