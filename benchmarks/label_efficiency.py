@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from models.cores import usable_cores
+from benchmarks.representation_1m import device_name
 from models.simulate import (
     SimulationConfig,
     full_pool_accuracy,
@@ -191,15 +190,6 @@ def targets(strategies: dict, max_labels: float) -> list[str]:
     else:
         out.append("- no latent-space strategy reached 98% of full-pool accuracy within this budget")
     return out
-
-
-def device_name() -> str:
-    """What the run's numbers were measured on: the GPU's name, or the CPU and its cores."""
-    import torch
-
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)} (CUDA), {usable_cores()} CPU cores"
-    return f"CPU only ({platform.machine()}), {usable_cores()} cores"
 
 
 def main() -> int:
