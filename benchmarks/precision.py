@@ -14,6 +14,9 @@ and on all 4,000 others. The two bfloat16 runs say whether the same seed gives t
     python benchmarks/precision.py --epochs 2 --out /tmp/precision.json         # a CPU smoke run
     python benchmarks/precision.py --dataset shapes10k --epochs 10 --out benchmarks/results/precision-cpu-shapes10k.json
 
+`--time-budget-s` stops each training there, as a project's representation job is stopped: then the
+precisions are compared at the same time, each taking the steps its speed allows.
+
 On a CPU the probe's held-out images are the last 1,000 of the shuffled set, as on a GPU; the pool is
 every other image (9,000 for shapes10k).
 """
@@ -62,9 +65,13 @@ def probe(features: np.ndarray, labels: np.ndarray, *, held_out: int = 1000, dra
     return {"probe_10_per_class": round(float(np.mean(few)), 4), "probe_all": round(score(np.arange(len(train_y))), 4)}
 
 
-def train(x: np.ndarray, labels: np.ndarray, *, bf16: bool, epochs: int, device: object) -> tuple[dict, np.ndarray]:
+def train(
+    x: np.ndarray, labels: np.ndarray, *, bf16: bool, epochs: int, device: object, time_budget_s: float | None = None
+) -> tuple[dict, np.ndarray]:
     setting = setting_for(getattr(device, "type", "cpu"), epochs=epochs)
-    setting.pop("time_budget_s", None)
+    # Without a budget both precisions take the same steps; with one, each gets the steps its speed
+    # allows, as a project's representation job does.
+    setting["time_budget_s"] = time_budget_s
     simclr = SimCLR.from_setting(setting, seed=0, device=device)  # type: ignore[arg-type]
     simclr.mixed_precision = bf16
     started = time.monotonic()
@@ -76,6 +83,7 @@ def train(x: np.ndarray, labels: np.ndarray, *, bf16: bool, epochs: int, device:
         "precision": "bfloat16" if bf16 else "float32",
         "seconds": round(seconds, 2),
         "steps": simclr.history.steps,
+        "epochs_begun": simclr.history.epochs,
         "steps_per_s": round(simclr.history.steps / seconds, 2),
         "final_loss": round(simclr.history.losses[-1], 4),
         **probe(features, labels),
@@ -89,6 +97,9 @@ def main() -> int:
     parser.add_argument("--dataset", default="mnist5k", help="a dataset of app.datasets (mnist5k, shapes10k, ...)")
     parser.add_argument("--out", type=Path, default=RESULTS / "precision.json")
     parser.add_argument(
+        "--time-budget-s", type=float, default=None, help="stop each training there, as the service does"
+    )
+    parser.add_argument(
         "--runs", default="bfloat16,float32,bfloat16-again", help="which of the three runs, in this order"
     )
     args = parser.parse_args()
@@ -97,7 +108,13 @@ def main() -> int:
     order = np.random.default_rng(0).permutation(len(data.labels))
     x = data.pixels()[order]
     labels = np.asarray(data.labels)[order]
-    out: dict[str, object] = {"device": device_name(device), "dataset": args.dataset, "epochs": args.epochs, "runs": []}
+    out: dict[str, object] = {
+        "device": device_name(device),
+        "dataset": args.dataset,
+        "epochs": args.epochs,
+        "time_budget_s": args.time_budget_s,
+        "runs": [],
+    }
     runs: list[dict] = out["runs"]  # type: ignore[assignment]
     features: dict[str, np.ndarray] = {}
     # float32 second, so neither precision alone pays the first run's warm-up (CUDA context, kernels).
@@ -105,7 +122,9 @@ def main() -> int:
     for name, bf16 in (("bfloat16", True), ("float32", False), ("bfloat16-again", True)):
         if name not in runs_wanted:
             continue
-        row, features[name] = train(x, labels, bf16=bf16, epochs=args.epochs, device=device)
+        row, features[name] = train(
+            x, labels, bf16=bf16, epochs=args.epochs, device=device, time_budget_s=args.time_budget_s
+        )
         runs.append(row)
         print(json.dumps(row), flush=True)
         args.out.write_text(json.dumps(out, indent=2) + "\n")

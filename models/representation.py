@@ -54,6 +54,11 @@ REPLAN_STEPS = 10
 # binds where a step is slower: an 8,000-image RGB pool gets about 44 epochs here, and about 19 on
 # a CPU without AMX (float32, channels-last), where it got about 17 before.
 #
+# CPUs with AVX512-BF16 but no AMX (a 2-core AMD EPYC, 2026-12-05) train in bfloat16 too: 1.7x the
+# steps of float32 there. At the service's 480 s on shapes10k that was 29 epochs against 16, and
+# probes +1.9 (10 labels per class) and +3.4 points (9,000 labels); at equal epochs (10) the probes
+# moved +1.0 and -2.7 (benchmarks/results/precision.md, both rules written before their runs).
+#
 # "patches": the features are SimCLR's side by side with a k-means patch representation of the pool
 # (models.patches; 39 s to learn on 8,000 32x32 RGB images on 2 cores). Added on 2026-12-04 after the
 # CPU setting's SimCLR stayed near chance on a held-out cluttered RGB set (symbols10k-rgb: a head with
@@ -272,8 +277,9 @@ class SimCLR:
         batch_size, lr, temperature: the usual SimCLR knobs (Adam instead of LARS at this scale).
         seed: initialisation, batch order and augmentations.
         mixed_precision: run the encoder's forward and backward in bfloat16 autocast (the loss in
-            float32); None: on a GPU, and on a CPU with AMX bfloat16 tiles (`native_cpu_bfloat16`),
-            off on other CPUs, where bfloat16 is emulated and slower. bfloat16 needs no loss scaling.
+            float32); None: on a GPU, and on a CPU with bfloat16 hardware (AMX tiles or AVX512-BF16,
+            `native_cpu_bfloat16`), off on other CPUs, where bfloat16 is emulated and slower.
+            bfloat16 needs no loss scaling.
         augmentation: how two views of a batch are drawn; None: `default_augmentation()`.
         patches: learn a patch representation (models.patches) first and make the encoder a
             JointEncoder of both; the time budget covers both.
@@ -503,11 +509,12 @@ def build_encoder(config: dict[str, Any]) -> nn.Module:
 
 
 def native_cpu_bfloat16() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX tiles): there autocast
-    trains the encoder's steps 3.2x faster than float32 (benchmarks/results/precision.md); elsewhere the
-    bfloat16 kernels are emulated and slower than float32."""
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool(probe is not None and probe())
+    """Whether this CPU multiplies bfloat16 in hardware: Intel AMX tiles, or AVX512-BF16 dot products
+    (AMD Zen 4 and later, some Xeons). There autocast trains the encoder's steps faster than float32:
+    3.2x with AMX on a 2-core Xeon, 1.7x with AVX512-BF16 on a 2-core AMD EPYC
+    (benchmarks/results/precision.md). Elsewhere bfloat16 is emulated and slower than float32."""
+    probes = (getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+    return any(probe is not None and bool(probe()) for probe in probes)
 
 
 def bfloat16_by_default(device_type: str) -> bool:
