@@ -12,6 +12,7 @@ import io
 import logging
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -484,10 +485,7 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
         "validation_size": len(val_y),
         "effective_strategy": step.effective_strategy,
         # Which of auto's parts picked this batch and why (None for a named strategy).
-        "auto": next(
-            ({"picked_by": r["strategy"], "rule": r["auto_rule"]} for r in selection.reasons if "auto_rule" in r),
-            None,
-        ),
+        "auto": _auto_summary(selection.reasons),
         "accuracy": step.accuracy,
         "per_class": dict(zip(inputs.classes, step.per_class, strict=True)) if step.per_class else None,
         "confusion": step.confusion,
@@ -1029,3 +1027,13 @@ def _run_claimed(round_id: int, inputs: RoundInputs, settings: Settings) -> None
                     metrics={"traceback": traceback.format_exc()[-4000:]},
                 )
             )
+
+
+def _auto_summary(reasons: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """How many of the batch each of auto's parts picked, and its rule; None for a named strategy."""
+    parts = Counter(r["strategy"] for r in reasons if "auto_rule" in r)
+    if not parts:
+        return None
+    rule = next(r["auto_rule"] for r in reasons if "auto_rule" in r)
+    picked_by = " and ".join(f"{name} ({n})" for name, n in parts.items()) if len(parts) > 1 else next(iter(parts))
+    return {"picked_by": picked_by, "parts": dict(parts), "rule": rule}

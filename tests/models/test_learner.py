@@ -355,22 +355,28 @@ def test_snn_climbs_the_head_in_feature_space() -> None:
     assert all("source_image_id" in r for r in selection.reasons)
 
 
-def test_auto_explores_by_typicality_then_follows_the_margin() -> None:
+def _leaning_context(n_labelled: int, held_out: float | None = None, seed: int = 0) -> SelectionContext:
+    """4 blobs of 50: the first `n_labelled` labelled, the other 150 candidates, whose predicted
+    probabilities lean ever further to class 0, so margin sampling picks the first rows."""
     x, y = _blobs(50)
     probabilities = np.full((150, 4), 0.25, dtype=np.float32)
     probabilities[:, 0] += np.linspace(0, 0.7, 150)
     probabilities /= probabilities.sum(1, keepdims=True)
+    return SelectionContext(
+        candidate_ids=np.arange(50, 200),
+        labelled_ids=np.arange(n_labelled),
+        labels=y[:n_labelled],
+        n_classes=4,
+        seed=seed,
+        probabilities=probabilities,
+        candidate_features=x[50:],
+        labelled_features=x[:n_labelled],
+        held_out_accuracy=held_out,
+    )
 
-    def ctx(n_labelled: int) -> SelectionContext:
-        return SelectionContext(
-            candidate_ids=np.arange(50, 200),
-            labelled_ids=np.arange(n_labelled),
-            labels=y[:n_labelled],
-            n_classes=4,
-            probabilities=probabilities,
-            candidate_features=x[50:],
-            labelled_features=x[:n_labelled],
-        )
+
+def test_auto_explores_by_typicality_then_follows_the_margin() -> None:
+    ctx = _leaning_context
 
     few = get_strategy("auto").select(ctx(39), 5)
     assert all(r["strategy"] == "typiclust" and r["part_of"] == "auto" for r in few.reasons)
@@ -445,6 +451,35 @@ def test_auto_picks_at_random_where_the_representation_does_not_separate_the_cla
     assert get_strategy("auto").choice(ctx(noise, 40, held_out=0.9))[0] == "margin"
     # One label per class is no evidence either way: the label-count rule stands.
     assert get_strategy("auto").choice(ctx(noise, 4))[0] == "typiclust"
+
+
+def test_auto_with_a_ramp_hands_its_rule_a_share_of_the_batch_that_grows_with_the_skill() -> None:
+    def ctx(held_out: float) -> SelectionContext:
+        return _leaning_context(50, held_out, seed=3)
+
+    ramp = get_strategy("auto", full_skill=2 / 3)
+    # 4 classes: accuracy 0.625 is a skill of 0.5, half way between 1/3 and 2/3.
+    halfway = ramp.select(ctx(0.625), 8)
+    by = [r["strategy"] for r in halfway.reasons]
+    assert by == ["margin"] * 4 + ["random"] * 4
+    assert len(set(halfway.image_ids)) == 8 and set(halfway.image_ids) <= set(range(50, 200))
+    # The rule's half is the rule's own first four picks; the random half never repeats them.
+    assert halfway.image_ids[:4] == get_strategy("margin").select(ctx(0.625), 4).image_ids
+    assert all("50% of the batch" in r["auto_rule"] and r["part_of"] == "auto" for r in halfway.reasons)
+    # At two thirds of the way from chance and above, the whole batch is the rule's, as before.
+    assert {r["strategy"] for r in ramp.select(ctx(0.8), 8).reasons} == {"margin"}
+    whole = ramp.select(ctx(0.9), 8)
+    assert whole.image_ids == get_strategy("margin").select(ctx(0.9), 8).image_ids
+    # Just past the guard the rule gets a sliver: skill 0.4 is a fifth of the ramp, 2 of 10.
+    sliver = ramp.select(ctx(0.55), 10)
+    assert [r["strategy"] for r in sliver.reasons].count("margin") == 2
+    # The default guard is a step: just past it the rule already picks the whole batch.
+    step = get_strategy("auto").select(ctx(0.55), 10)
+    assert step.image_ids == get_strategy("margin").select(ctx(0.55), 10).image_ids
+    assert all("follows this rule" not in r["auto_rule"] for r in step.reasons)
+    with pytest.raises(ValueError, match="full_skill"):
+        get_strategy("auto", min_skill=0.5, full_skill=0.4)
+    assert get_strategy("auto", min_skill=0.5).params["full_skill"] is None
 
 
 def test_nearest_labelled_accuracy_counts_only_classes_with_two_labels() -> None:
