@@ -1031,9 +1031,9 @@ def _run_claimed(round_id: int, inputs: RoundInputs, settings: Settings) -> None
 
 def _auto_summary(reasons: list[dict[str, Any]]) -> dict[str, Any] | None:
     """How many of the batch each of auto's parts picked, and its rule; None for a named strategy."""
-    parts = Counter(r["strategy"] for r in reasons if "auto_rule" in r)
-    if not parts:
+    by_auto = [r for r in reasons if "auto_rule" in r]
+    if not by_auto:
         return None
-    rule = next(r["auto_rule"] for r in reasons if "auto_rule" in r)
-    picked_by = " and ".join(f"{name} ({n})" for name, n in parts.items()) if len(parts) > 1 else next(iter(parts))
-    return {"picked_by": picked_by, "parts": dict(parts), "rule": rule}
+    parts = Counter(r["strategy"] for r in by_auto)
+    picked_by = " and ".join(f"{name} ({n})" for name, n in parts.items()) if len(parts) > 1 else by_auto[0]["strategy"]
+    return {"picked_by": picked_by, "parts": dict(parts), "rule": by_auto[0]["auto_rule"]}
