@@ -623,10 +623,15 @@ def main(args: Any) -> int:
     )
     if config.fine_tune and config.learner != "simclr":
         raise SystemExit("--fine-tune fine-tunes the representation's encoder: it needs --learner simclr")
+    from models.strategies.params import StrategyParamsError, check_simulated_params
     from models.strategies.registry import spec_for
 
     for name in config.strategies:
         spec_for(name.split("@")[0])
+    try:
+        check_simulated_params(config.strategies, config.params)
+    except StrategyParamsError as exc:
+        raise SystemExit(str(exc)) from None
     out = Path(args.out)
     print(
         f"{data.name}: pool {len(data.pool_y)}, test {len(data.test_y)}, strategies {', '.join(config.strategies)}, "

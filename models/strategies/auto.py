@@ -34,7 +34,6 @@ The rule reads only labels, the held-out estimate and the class count, never the
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 
@@ -86,18 +85,6 @@ def held_out_skill(ctx: SelectionContext) -> tuple[float | None, str]:
 
 class AutoStrategy(Strategy):
     name = "auto"
-
-    @classmethod
-    def param_defaults(cls) -> dict[str, Any]:
-        return {"typical_per_class": 10, "min_skill": 1 / 3, "full_skill": None, "then": "snn"}
-
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        if self.params["then"] not in ("snn", "margin"):
-            raise ValueError(f"auto: then must be 'snn' or 'margin', not {self.params['then']!r}")
-        full = self.params["full_skill"]
-        if full is not None and not (isinstance(full, int | float) and self.params["min_skill"] <= full):
-            raise ValueError("auto: full_skill must be a number not under min_skill")
 
     def choice(self, ctx: SelectionContext) -> tuple[str, str, float]:
         """The rule's strategy, why, and the share of the batch it picks (the rest is random's)."""

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from models.strategies.params import check_params, defaults_for
+
 # Candidates above this many are read from the pool's features in place (PoolRows.of).
 IN_PLACE_MIN_ROWS = 16_384
 
@@ -133,14 +135,11 @@ class Strategy:
     name: str = "base"
 
     def __init__(self, **params: Any) -> None:
-        unknown = set(params) - set(self.param_defaults())
-        if unknown:
-            raise ValueError(f"{self.name}: unknown parameters {sorted(unknown)}")
-        self.params = {**self.param_defaults(), **params}
+        self.params = check_params(self.name, params)
 
     @classmethod
     def param_defaults(cls) -> dict[str, Any]:
-        return {}
+        return defaults_for(cls.name)
 
     def compute_score(self, ctx: SelectionContext) -> np.ndarray:
         raise NotImplementedError

@@ -5,8 +5,6 @@ Convolutional Neural Networks: A Core-Set Approach", ICLR 2018)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from models.strategies.base import PoolRows, Selection, SelectionContext, Strategy
@@ -127,13 +125,6 @@ class TypicalityStrategy(Strategy):
     clusters that hold no labelled image yet. Strong when labels are very few."""
 
     name = "typiclust"
-
-    @classmethod
-    def param_defaults(cls) -> dict[str, Any]:
-        # Typicality in a cluster larger than max_members is measured among a seeded sample of that
-        # many members: exact kNN within a cluster grows with its square (100 clusters of 10,000 in
-        # a million-image pool took 10-20 s; sampled, under 2 s). Smaller clusters are unchanged.
-        return {"max_clusters": 500, "knn": 20, "max_members": 2000}
 
     def select(self, ctx: SelectionContext, batch_size: int) -> Selection:
         import faiss

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 
@@ -20,10 +19,6 @@ class HybridStrategy(Strategy):
     """
 
     name = "hybrid"
-
-    @classmethod
-    def param_defaults(cls) -> dict[str, Any]:
-        return {"parts": {"snn": 0.5, "coreset": 0.5}, "explore_until": 0, "explorer": "typiclust"}
 
     def select(self, ctx: SelectionContext, batch_size: int) -> Selection:
         from models.strategies.registry import get_strategy

@@ -133,10 +133,6 @@ class PlainSNNStrategy(Strategy):
 
     name = "snn-plain"
 
-    @classmethod
-    def param_defaults(cls) -> dict[str, Any]:
-        return {"alpha": 0.5, "n_steps": 5, "n_sources": None}
-
     def select(self, ctx: SelectionContext, batch_size: int) -> Selection:
         n = len(ctx.candidate_ids)
         if n == 0 or batch_size <= 0:
@@ -200,18 +196,6 @@ class SNNStrategy(Strategy):
     """
 
     name = "snn"
-
-    @classmethod
-    def param_defaults(cls) -> dict[str, Any]:
-        return {
-            "alpha": 1.0,
-            "n_steps": 3,
-            "n_sources": 500,
-            "neighbours": 30,
-            "uncertainty_weight": 1.0,
-            "explore_share": 0.5,
-            "explore_until_per_class": 10,
-        }
 
     def select(self, ctx: SelectionContext, batch_size: int) -> Selection:
         n = len(ctx.candidate_ids)
@@ -311,10 +295,6 @@ class SIStrategy(Strategy):
     """Sampling by interpolation: the decoded moved codes G(p') become new items to label."""
 
     name = "si"
-
-    @classmethod
-    def param_defaults(cls) -> dict[str, Any]:
-        return {"alpha": 0.5, "n_steps": 5, "n_sources": None}
 
     def select(self, ctx: SelectionContext, batch_size: int) -> Selection:
         if batch_size <= 0:

@@ -114,6 +114,11 @@ def test_simulation_job_over_rest(sqlite_service: LiveService) -> None:
     upload(sqlite_service.admin, pid, [("pool.zip", digits_zip(np.arange(100, 160), with_labels=True))])
     assert sqlite_service.client(ann).post(f"/projects/{pid}/simulations", json=body).status_code == 403
     assert engineer.post(f"/projects/{pid}/simulations", json={**body, "strategies": ["nope"]}).status_code == 422
+    listed = {s["name"]: s for s in engineer.get("/strategies").json()["data"]}
+    assert listed["snn"]["params"]["neighbours"] == 30 and listed["random"]["params"] == {}
+    for params, named in (({"coreset": {"k": 3}}, "'k'"), ({"margin": {}}, "not a strategy of the run")):
+        refused = engineer.post(f"/projects/{pid}/simulations", json={**body, "params": params})
+        assert refused.status_code == 422 and named in refused.json()["detail"], refused.text
     created = engineer.post(f"/projects/{pid}/simulations", json=body)
     assert created.status_code == 202, created.text
     sim_id = created.json()["id"]

@@ -123,14 +123,26 @@ def test_annotators_label_only_suggested_pool_images(sqlite_service: LiveService
 
 def test_cancel_and_worker_failure(sqlite_service: LiveService) -> None:
     admin = sqlite_service.admin
-    project = create_project(admin)
+    # No representation job: it would decode the pool into the worker's cache before the file is lost.
+    project = create_project(admin, representation="none")
     upload(admin, project["id"], [("p.zip", digits_zip(np.arange(3000, 3040), with_labels=False))])
-    # An unknown strategy parameter fails inside the worker: the round records why, with no suggestions.
-    bad = admin.post(f"/projects/{project['id']}/rounds", json={"strategy": "random", "params": {"bogus": 1}})
+    # Parameters a strategy does not take are refused before anything is queued, each one named.
+    for params, named in (({"bogus": 1}, "bogus"), ({"alpha": -1, "neighbours": 0}, "neighbours")):
+        refused = admin.post(f"/projects/{project['id']}/rounds", json={"strategy": "snn", "params": params})
+        assert refused.status_code == 422 and named in refused.json()["detail"], refused.text
+    assert admin.get(f"/projects/{project['id']}/rounds").json()["count"] == 0
+    # A stored image lost from storage fails the round inside the worker: it records why, with no
+    # suggestions, and nothing else of the project changes.
+    objects = sqlite_service.data_dir / "objects" / "projects" / str(project["id"]) / "images"
+    lost = sorted(objects.rglob("*.png"))[0]
+    kept = lost.read_bytes()
+    lost.unlink()
+    bad = admin.post(f"/projects/{project['id']}/rounds", json={"strategy": "random"})
     failed = wait_for_round(admin, bad.json()["id"])
-    assert failed["status"] == "failed" and "bogus" in failed["error"]
+    assert failed["status"] == "failed" and "missing object" in failed["error"] and lost.stem in failed["error"]
     assert admin.get(f"/rounds/{failed['id']}/suggestions").json()["count"] == 0
     assert admin.post(f"/rounds/{failed['id']}/cancel").status_code == 409
+    lost.write_bytes(kept)
 
     queued = admin.post(f"/projects/{project['id']}/rounds", json={"strategy": "random", "batch_size": 5})
     cancelled = admin.post(f"/rounds/{queued.json()['id']}/cancel")

@@ -9,6 +9,14 @@ from hypothesis import strategies as st
 
 from models.strategies.base import IN_PLACE_MIN_ROWS, PoolRows, SelectionContext
 from models.strategies.coreset import distance_to_cover, k_center_greedy, row_blocks
+from models.strategies.params import (
+    PARAMS,
+    StrategyParamsError,
+    check_params,
+    check_round_params,
+    check_simulated_params,
+    defaults_for,
+)
 from models.strategies.registry import SPECS, get_strategy, strategy_names
 
 ARRAY_STRATEGIES = [name for name, spec in SPECS.items() if "generative" not in spec.needs]
@@ -188,6 +196,68 @@ def test_typiclust_samples_large_clusters_and_still_picks_their_dense_core() -> 
 def test_unknown_strategy_and_parameters() -> None:
     with pytest.raises(KeyError):
         get_strategy("psychic")
-    with pytest.raises(ValueError, match="unknown parameters"):
+    with pytest.raises(ValueError, match="unknown parameter 'bogus'"):
         get_strategy("random", bogus=1)
     assert strategy_names() == sorted(SPECS)
+
+
+def test_every_strategy_declares_its_parameters_and_builds_with_their_defaults() -> None:
+    assert set(PARAMS) == set(SPECS)
+    for name in SPECS:
+        assert get_strategy(name).params == defaults_for(name)
+        assert check_params(name, {}) == defaults_for(name)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "params", "named"),
+    [
+        ("snn", {"alpha": -1}, "alpha"),
+        ("snn", {"alpha": float("nan")}, "alpha"),
+        ("snn", {"n_sources": "many"}, "n_sources"),
+        ("snn", {"explore_share": 1.5}, "explore_share"),
+        ("snn", {"neighbours": True}, "neighbours"),
+        ("snn-plain", {"n_steps": 0}, "n_steps"),
+        ("typiclust", {"knn": 2.5}, "knn"),
+        ("coldstart", {"max_members": 1}, "max_members"),
+        ("auto", {"then": "entropy"}, "then"),
+        ("auto", {"min_skill": 0.5, "full_skill": 0.4}, "full_skill"),
+        ("hybrid", {"parts": {"hybrid": 1}}, "parts"),
+        ("hybrid", {"parts": {"snn": 0, "coreset": 0}}, "above 0"),
+        ("hybrid", {"parts": {"snn": -1, "coreset": 1}}, "'snn'"),
+        ("hybrid", {"explorer": "psychic"}, "explorer"),
+        ("margin", {"alpha": 1}, "it takes none"),
+    ],
+)
+def test_a_parameter_out_of_range_is_refused_by_name_before_any_selection(
+    strategy: str, params: dict, named: str
+) -> None:
+    with pytest.raises(StrategyParamsError, match=named):
+        check_params(strategy, params)
+    # The worker builds the strategy with the same check, so the API and the worker agree.
+    with pytest.raises(StrategyParamsError, match=named):
+        get_strategy(strategy, **params)
+
+
+def test_every_problem_is_named_at_once() -> None:
+    with pytest.raises(StrategyParamsError) as refused:
+        check_params("snn", {"bogus": 1, "alpha": -1, "n_sources": None})
+    assert "'bogus'" in str(refused.value) and "alpha" in str(refused.value)
+    assert "n_sources:" not in str(refused.value)  # null is an accepted n_sources
+    assert check_params("snn", {"n_sources": None, "alpha": 2})["alpha"] == 2
+
+
+def test_a_round_may_carry_its_seed_beside_the_strategy_parameters() -> None:
+    check_round_params("snn", {"seed": 7, "alpha": 2})
+    check_round_params("random", {"seed": 0})
+    with pytest.raises(StrategyParamsError, match="seed"):
+        check_round_params("random", {"seed": "seven"})
+    with pytest.raises(StrategyParamsError, match=r"alpha.*seed"):
+        check_round_params("snn", {"seed": -1, "alpha": -1})
+
+
+def test_simulated_params_are_keyed_by_the_strategies_run() -> None:
+    check_simulated_params(["random", "snn@wide"], {"snn@wide": {"neighbours": 60}})
+    with pytest.raises(StrategyParamsError, match="snn@wide: neighbours"):
+        check_simulated_params(["snn@wide"], {"snn@wide": {"neighbours": 0}})
+    with pytest.raises(StrategyParamsError, match="not a strategy of the run"):
+        check_simulated_params(["random"], {"snn": {"alpha": 2}})

@@ -19,6 +19,7 @@ from app.rounds.orm import Round, Suggestion
 from app.storage import Storage, StorageError
 from app.users.orm import Role
 from models.layout import pca_2d
+from models.strategies.params import defaults_for
 from models.strategies.registry import SPECS
 
 router = APIRouter(tags=["latent space"])
@@ -26,8 +27,12 @@ router = APIRouter(tags=["latent space"])
 
 @router.get("/strategies")
 def list_strategies() -> dict[str, Any]:
-    """Registered selection strategies with what each one does."""
-    data = [{"name": s.name, "description": s.description, "needs_labels": s.needs_labels} for s in SPECS.values()]
+    """Registered selection strategies: what each one does, and the params a round may give it, with
+    their defaults (a round's params may also hold its `seed`)."""
+    data = [
+        {"name": s.name, "description": s.description, "needs_labels": s.needs_labels, "params": defaults_for(s.name)}
+        for s in SPECS.values()
+    ]
     return {"data": sorted(data, key=lambda d: d["name"]), "count": len(data)}
 
 

@@ -30,6 +30,7 @@ from app.rounds.schemas import (
     SuggestionRead,
 )
 from app.users.orm import Role
+from models.strategies.params import StrategyParamsError, check_round_params
 from models.strategies.registry import strategy_names
 
 router = APIRouter(tags=["rounds"])
@@ -50,6 +51,12 @@ def create_round(body: RoundCreate, project: EngineerProject, user: EngineerUser
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"unknown strategy {body.strategy!r}; choose one of: {', '.join(names)}",
         )
+    try:
+        # The worker builds the strategy with the same check; refusing here keeps a typo from queueing
+        # a round that can only fail.
+        check_round_params(body.strategy, body.params)
+    except StrategyParamsError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     if _uses_synthetic(body) and not projects.settings_of(project).allow_synthetic:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,

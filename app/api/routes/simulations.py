@@ -19,6 +19,7 @@ from app.simulations import service
 from app.simulations.orm import Simulation
 from app.simulations.schemas import SimulationCreate, SimulationList, SimulationRead
 from app.storage import StorageError
+from models.strategies.params import StrategyParamsError, check_simulated_params
 from models.strategies.registry import strategy_names
 
 router = APIRouter(tags=["simulations"])
@@ -43,11 +44,15 @@ def create_simulation(
     unknown = [s for s in body.strategies if s.split("@")[0] not in strategy_names()]
     if unknown:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"unknown strategies: {', '.join(unknown)}")
-    if "si" in body.strategies:
+    if any(s.split("@")[0] == "si" for s in body.strategies):
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             "si cannot be simulated on a project: synthetic images have no oracle",
         )
+    try:
+        check_simulated_params(body.strategies, body.params)
+    except StrategyParamsError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     available = service.labelled_pool_size(session, project_id=project.id)
     needed = body.initial + body.batch * body.rounds
     # A fifth of the labelled pool is held out as the test split, the rest is the simulated pool.
