@@ -28,7 +28,7 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         "--representation-epochs",
         type=int,
         default=None,
-        help="SimCLR epochs over the pool (default: the device setting, 20 on a CPU, 150 on a GPU)",
+        help="SimCLR epochs over the pool (default: the device setting, 50 on a CPU, 150 on a GPU)",
     )
     parser.add_argument(
         "--fine-tune",

@@ -30,7 +30,7 @@ class ProjectSettings(BaseModel):
         "simclr", description="Learn a self-supervised representation of the pool in the background."
     )
     representation_epochs: int | None = Field(
-        None, ge=1, le=1000, description="SimCLR epochs; default 150 on a GPU, 20 (at most 8 minutes) on a CPU."
+        None, ge=1, le=1000, description="SimCLR epochs; default 150 on a GPU, 50 (at most 8 minutes) on a CPU."
     )
     fine_tune: bool = Field(
         False,
