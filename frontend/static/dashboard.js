@@ -149,8 +149,19 @@ export function dashboardView(root, project, me) {
     const batch = h("input", { id: "batch", name: "batch_size", type: "number", min: "1", value: "20" });
     const params = h("textarea", { id: "params", name: "params", rows: "2", placeholder: '{"alpha": 1.0}' });
     const submit = h("button", { type: "submit" }, "Start round");
-    api("/strategies").then((res) => strategy.replaceChildren(...res.data.map((st) =>
-      h("option", { value: st.name, title: st.description, selected: st.name === "auto" }, st.name)))).catch(showError);
+    // The params box shows what the chosen strategy takes, with its defaults, so a typo is not a guess.
+    const defaults = new Map();
+    const hint = () => {
+      const taken = defaults.get(strategy.value);
+      params.placeholder = taken && Object.keys(taken).length ? JSON.stringify(taken) : "this strategy takes no params";
+    };
+    strategy.addEventListener("change", hint);
+    api("/strategies").then((res) => {
+      res.data.forEach((st) => defaults.set(st.name, st.params));
+      strategy.replaceChildren(...res.data.map((st) =>
+        h("option", { value: st.name, title: st.description, selected: st.name === "auto" }, st.name)));
+      hint();
+    }).catch(showError);
     return h("form.round-form", {
       onsubmit: async (e) => {
         e.preventDefault();

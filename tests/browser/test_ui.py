@@ -108,7 +108,18 @@ def test_engineer_triggers_a_round_and_sees_it_finish(browser, sqlite_service: L
     page.goto(f"{sqlite_service.base_url}/#/dashboard/{world['pid']}")
     page.wait_for_selector("table.rounds tbody tr")
     page.wait_for_selector("#strategy option[value='entropy']", state="attached")
+    # The params box shows what the chosen strategy takes; a parameter it does not take is refused by
+    # name before any round is queued.
+    rows = page.locator("table.rounds tbody tr").count()
+    page.select_option("#strategy", "snn")
+    assert '"neighbours":30' in (page.get_attribute("#params", "placeholder") or "")
+    page.fill("#params", '{"neighbors": 30}')
+    page.click("button:has-text('Start round')")
+    page.wait_for_selector("#error:has-text(\"unknown parameter 'neighbors'\")")
+    assert page.locator("table.rounds tbody tr").count() == rows
+    page.fill("#params", "")
     page.select_option("#strategy", "entropy")
+    assert page.get_attribute("#params", "placeholder") == "this strategy takes no params"
     page.fill("#batch", "5")
     # Run alone (without the annotator test before it), round 1 still has pending items: the page asks
     # before starting anyway (close_open), and the engineer agrees.
