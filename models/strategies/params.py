@@ -91,8 +91,9 @@ def _shares(value: Any) -> str | None:
 
 
 _LATENT_ASCENT = {
-    # alpha is the step size of p' = p + alpha * grad_p L; a negative one would climb down the loss.
-    "alpha": Param(0.5, number(0.0)),
+    # alpha is the step size of p' = p + alpha * grad_p L; a negative one would climb down the loss,
+    # and a huge one overflows float32 codes into NaN distances.
+    "alpha": Param(0.5, number(0.0, 1000.0)),
     "n_steps": Param(5, integer(1, 1000)),
     "n_sources": Param(None, optional(integer(1))),
 }
@@ -124,11 +125,12 @@ PARAMS: dict[str, dict[str, Param]] = {
     "si": _LATENT_ASCENT,
     "snn": {
         # alpha in units of the pool's median nearest-neighbour distance (models.strategies.latent).
-        "alpha": Param(1.0, number(0.0)),
+        "alpha": Param(1.0, number(0.0, 1000.0)),
         "n_steps": Param(3, integer(1, 1000)),
         "n_sources": Param(500, optional(integer(1))),
         "neighbours": Param(30, integer(1, 10_000)),
-        "uncertainty_weight": Param(1.0, number(0.0)),
+        # The weight is an exponent on (1e-3 + margin): past 100 it underflows every weight to 0.
+        "uncertainty_weight": Param(1.0, number(0.0, 100.0)),
         "explore_share": Param(0.5, number(0.0, 1.0)),
         "explore_until_per_class": Param(10, integer(0)),
     },

@@ -213,6 +213,7 @@ def test_every_strategy_declares_its_parameters_and_builds_with_their_defaults()
     [
         ("snn", {"alpha": -1}, "alpha"),
         ("snn", {"alpha": float("nan")}, "alpha"),
+        ("si", {"alpha": 1e300}, "alpha"),
         ("snn", {"n_sources": "many"}, "n_sources"),
         ("snn", {"explore_share": 1.5}, "explore_share"),
         ("snn", {"neighbours": True}, "neighbours"),
