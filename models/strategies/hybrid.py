@@ -25,9 +25,8 @@ class HybridStrategy(Strategy):
 
         if len(ctx.labelled_ids) < self.params["explore_until"]:
             return get_strategy(self.params["explorer"]).select(ctx, batch_size)
+        # The shares were checked when the strategy was built (models.strategies.params).
         parts = {k: float(v) for k, v in self.params["parts"].items() if float(v) > 0}
-        if not parts or "hybrid" in parts:
-            raise ValueError("hybrid needs parts with positive shares (and not itself)")
         total = sum(parts.values())
         quotas = {k: round(batch_size * v / total) for k, v in parts.items()}
         first = next(iter(quotas))

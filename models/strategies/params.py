@@ -153,13 +153,8 @@ def defaults_for(strategy: str) -> dict[str, Any]:
     return {name: param.default for name, param in PARAMS.get(strategy, {}).items()}
 
 
-def check_params(strategy: str, params: Any, *, label: str | None = None) -> dict[str, Any]:
-    """The strategy's full parameters (defaults filled in), or StrategyParamsError naming every
-    unknown parameter and every unacceptable value; `label` names the strategy in the message (a
-    simulation's variant, "snn@wide")."""
-    label = label or strategy
-    if not isinstance(params, dict):
-        raise StrategyParamsError(f"{label}: params must be an object")
+def _problems(strategy: str, params: dict[str, Any]) -> list[str]:
+    """Every unknown parameter and unacceptable value; relations only once each value is acceptable."""
     declared = PARAMS.get(strategy, {})
     takes = f"it takes {', '.join(sorted(declared))}" if declared else "it takes none"
     problems = [f"unknown parameter {name!r} ({takes})" for name in params if name not in declared]
@@ -167,13 +162,20 @@ def check_params(strategy: str, params: Any, *, label: str | None = None) -> dic
         why = declared[name].check(value) if name in declared else None
         if why:
             problems.append(f"{name}: {why}")
+    return problems or _relations(strategy, {**defaults_for(strategy), **params})
+
+
+def check_params(strategy: str, params: Any, *, label: str | None = None) -> dict[str, Any]:
+    """The strategy's full parameters (defaults filled in), or StrategyParamsError naming every
+    unknown parameter and every unacceptable value; `label` names the strategy in the message (a
+    simulation's variant, "snn@wide")."""
+    label = label or strategy
+    if not isinstance(params, dict):
+        raise StrategyParamsError(f"{label}: params must be an object")
+    problems = _problems(strategy, params)
     if problems:
         raise StrategyParamsError(f"{label}: " + "; ".join(problems))
-    merged = {**defaults_for(strategy), **params}
-    relations = _relations(strategy, merged)
-    if relations:
-        raise StrategyParamsError(f"{label}: " + "; ".join(relations))
-    return merged
+    return {**defaults_for(strategy), **params}
 
 
 # A round's params may also carry its seed, which the worker takes before building the strategy.
@@ -185,14 +187,12 @@ def check_round_params(strategy: str, params: Any) -> None:
     the round's picks repeatable. StrategyParamsError names every problem."""
     if not isinstance(params, dict):
         raise StrategyParamsError(f"{strategy}: params must be an object")
-    own = {name: value for name, value in params.items() if name != "seed"}
+    problems = _problems(strategy, {name: value for name, value in params.items() if name != "seed"})
     seed_problem = ROUND_SEED.check(params["seed"]) if "seed" in params else None
-    try:
-        check_params(strategy, own)
-    except StrategyParamsError as exc:
-        raise StrategyParamsError(str(exc) + (f"; seed: {seed_problem}" if seed_problem else "")) from None
     if seed_problem:
-        raise StrategyParamsError(f"{strategy}: seed: {seed_problem}")
+        problems.append(f"seed: {seed_problem}")
+    if problems:
+        raise StrategyParamsError(f"{strategy}: " + "; ".join(problems))
 
 
 def check_simulated_params(strategies: list[str], params: Any) -> None:
