@@ -78,7 +78,9 @@ def run_simulation(simulation_id: int, settings: Settings) -> None:
             vae_epochs=project_settings.vae_epochs,
             latent_dim=project_settings.latent_dim,
             representation_epochs=project_settings.representation_epochs,
-            # The curves measure what the project's rounds would do, fine-tuning included.
+            # The curves measure what the project's rounds would do: a project that turned
+            # representations off learns with a CNN on its labels and selects among VAE codes.
+            learner="cnn" if project_settings.representation == "none" else "simclr",
             fine_tune=project_settings.fine_tune,
         )
         results = run_simulation(data, config, progress=progress)
@@ -90,7 +92,7 @@ def run_simulation(simulation_id: int, settings: Settings) -> None:
                 key = f"projects/{project.id}/simulations/{simulation_id}/{path.name}"
                 storage.put(key, path.read_bytes())
                 files[path.name] = key
-        summary = json.loads(json.dumps(summarise(results, full)))
+        summary = json.loads(json.dumps({**summarise(results, full), "learner": config.learner}))
         with session_scope(settings) as session:
             session.execute(
                 update(Simulation)

@@ -105,7 +105,10 @@ def test_simulation_job_over_rest(sqlite_service: LiveService) -> None:
     eng_id, eng = sqlite_service.new_user("engineer")
     ann_id, ann = sqlite_service.new_user("annotator")
     engineer = sqlite_service.client(eng)
-    project = create_project(sqlite_service.admin, members=[eng_id, ann_id], vae_epochs=5, latent_dim=8)
+    # Two SimCLR epochs: the simulation learns the project's representation, which is not what this tests.
+    project = create_project(
+        sqlite_service.admin, members=[eng_id, ann_id], vae_epochs=5, latent_dim=8, representation_epochs=2
+    )
     pid = project["id"]
     body = {"strategies": ["random", "coreset"], "initial": 10, "batch": 10, "rounds": 2, "seeds": 1}
     too_few = engineer.post(f"/projects/{pid}/simulations", json=body)
@@ -131,6 +134,7 @@ def test_simulation_job_over_rest(sqlite_service: LiveService) -> None:
         time.sleep(0.5)
     assert state["status"] == "ready", state
     assert set(state["summary"]["strategies"]) == {"random", "coreset"}
+    assert state["summary"]["learner"] == "simclr"
     assert state["summary"]["strategies"]["random"]["labels"] == [10.0, 20.0, 30.0]
     results = engineer.get(f"/simulations/{sim_id}/results.csv")
     assert results.status_code == 200
@@ -171,7 +175,10 @@ def test_simulations_run_beside_rounds_and_can_be_cancelled(sqlite_service: Live
     # The cancelled one frees the project's slot and its worker: a new simulation runs to the end.
     short = {"strategies": ["random"], "initial": 5, "batch": 5, "rounds": 1, "seeds": 1}
     next_id = engineer.post(f"/projects/{pid}/simulations", json=short).json()["id"]
-    assert _wait_simulation(engineer, next_id, ("ready", "failed"))["status"] == "ready"
+    finished = _wait_simulation(engineer, next_id, ("ready", "failed"))
+    assert finished["status"] == "ready", finished
+    # The project turned representations off, so its simulation learns as its rounds do: a CNN.
+    assert finished["summary"]["learner"] == "cnn"
     final = engineer.get(f"/simulations/{sim_id}").json()
     assert final["status"] == "cancelled" and final["files"] == {}, final
 
