@@ -28,6 +28,8 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
             "SUGGESTLAB_MAX_JSON_BYTES": str(JSON_LIMIT),
             "SUGGESTLAB_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
             "SUGGESTLAB_MAX_FILE_BYTES": str(512 * 1024),
+            # Nothing here waits on a round or a representation: no worker processes to start.
+            "SUGGESTLAB_EMBEDDED_WORKER": "false",
         },
         separate_worker=False,
         name="guarded",

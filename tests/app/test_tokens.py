@@ -47,7 +47,11 @@ def test_failed_sign_ins_are_rate_limited(tmp_path_factory) -> None:  # type: ig
 
     service = start_service(
         tmp_path_factory.mktemp("ratelimit"),
-        {"SUGGESTLAB_AUTH_FAILURE_LIMIT": "10/minute", "SUGGESTLAB_COOKIE_SECURE": "true"},
+        {
+            "SUGGESTLAB_AUTH_FAILURE_LIMIT": "10/minute",
+            "SUGGESTLAB_COOKIE_SECURE": "true",
+            "SUGGESTLAB_EMBEDDED_WORKER": "false",  # sign-ins only: no worker to start
+        },
         separate_worker=False,
         name="ratelimit",
     )
