@@ -159,7 +159,9 @@ def serve_processes(settings: Settings, args: argparse.Namespace, workers: Embed
 def cmd_worker(args: argparse.Namespace) -> int:
     # Before Celery forks its pool: the children inherit the niceness.
     lower_priority(worker_niceness(args.queues, get_settings().worker_nice))
-    from worker.celery_app import celery_app
+    from worker.celery_app import celery_app, preload_training_stack
+
+    preload_training_stack()
 
     argv = [
         *(["--quiet"] if args.quiet else []),
