@@ -22,6 +22,14 @@ def test_shapes_are_balanced_rgb_and_seeded() -> None:
         assert np.ptp(mean_colour) < 60
 
 
+def test_drawing_in_parallel_gives_the_images_of_one_process(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    serial, labels = shapes.generate(200, seed=3)  # under PARALLEL_FROM: drawn in this process
+    # Three spawned processes with uneven shares (67, 67, 66 images) draw the same bytes.
+    monkeypatch.setattr(shapes, "_processes", lambda n: 3)
+    parallel, parallel_labels = shapes.generate(200, seed=3)
+    assert np.array_equal(parallel, serial) and np.array_equal(parallel_labels, labels)
+
+
 def test_the_benchmark_set_matches_its_pinned_digest() -> None:
     data = load_dataset("shapes10k")
     assert data.images.shape == (10_000, 32, 32, 3)
