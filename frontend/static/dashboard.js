@@ -141,7 +141,8 @@ export function dashboardView(root, project, me) {
       }, "Learn it again now"));
     }
     representation.replaceChildren(h("h2", { id: "representation-title" }, "Representation"), ...lines);
-    representationTimer = setTimeout(drawRepresentation, active ? 1000 : 10000);
+    // Idle, it still looks every 4 s: an upload from another tab or the API queues a job by itself.
+    representationTimer = setTimeout(drawRepresentation, active ? 1000 : 4000);
   }
 
   function roundForm() {

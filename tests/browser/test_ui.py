@@ -222,7 +222,8 @@ def _png(seed: int) -> bytes:
 
 def test_grid_mode_labels_a_selection_at_once(browser, sqlite_service: LiveService) -> None:  # type: ignore[no-untyped-def]
     ann_id, ann = sqlite_service.new_user("annotator")
-    project = create_project(sqlite_service.admin, members=[ann_id], vae_epochs=2, latent_dim=8)
+    # Labelling only: no representation job to queue ahead of later tests' simulations.
+    project = create_project(sqlite_service.admin, members=[ann_id], vae_epochs=2, latent_dim=8, representation="none")
     upload(sqlite_service.admin, project["id"], [("pool.zip", digits_zip(np.arange(900, 940), with_labels=False))])
     created = sqlite_service.admin.post(
         f"/projects/{project['id']}/rounds", json={"strategy": "random", "batch_size": 6}
