@@ -41,8 +41,8 @@ def _wait_for_phase(service: LiveService, round_id: int, phase: str, timeout: fl
     raise AssertionError(f"round {round_id} never reached phase {phase!r}")
 
 
-def _assert_finished_once(service: LiveService, round_id: int, batch: int) -> dict:
-    state = wait_for_round(service.admin, round_id, timeout=300)
+def _assert_finished_once(service: LiveService, round_id: int, batch: int, timeout: float = 300) -> dict:
+    state = wait_for_round(service.admin, round_id, timeout=timeout)
     assert state["status"] == "ready", state
     assert state["attempts"] == 2, state
     suggestions = service.admin.get(f"/rounds/{round_id}/suggestions").json()["data"]
@@ -54,7 +54,10 @@ def _assert_finished_once(service: LiveService, round_id: int, batch: int) -> di
 
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
-    service = start_service(tmp_path_factory.mktemp("faults"), FAST_FAILURE, separate_worker=False, name="faults")
+    # The sweeper waits 10 minutes here: what puts the round back is the worker itself, which calls a
+    # dead pool child lost after 1 s (worker_lost_wait) and redelivers its message.
+    env = {**FAST_FAILURE, "SUGGESTLAB_ROUND_STALE_SECONDS": "600"}
+    service = start_service(tmp_path_factory.mktemp("faults"), env, separate_worker=False, name="faults")
     yield service
     service.stop()
 
@@ -84,7 +87,8 @@ def test_killed_pool_process_round_is_redelivered(embedded: LiveService, phase: 
     assert pool, "the worker should run its task in a pool child"
     for child in pool:
         os.kill(child, signal.SIGKILL)
-    _assert_finished_once(embedded, round_id, batch=7)
+    # Well before the sweeper's 600 s: the worker redelivered the round itself.
+    _assert_finished_once(embedded, round_id, batch=7, timeout=240)
 
 
 @pytest.mark.postgres

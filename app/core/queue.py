@@ -39,6 +39,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # puts it back on the queue; the task itself counts attempts in the database.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
+        # Seconds a prefork worker waits for the result of a pool child that died before it calls the
+        # child lost and puts its round back (Celery's default is 10). Rounds publish no results, and
+        # the claim in worker.pipeline waits out the dead child's heartbeat before taking over.
+        "worker_lost_wait": 1.0,
         "worker_prefetch_multiplier": 1,
         "task_default_queue": TRAINING_QUEUE,
         "task_routes": {
