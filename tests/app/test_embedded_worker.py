@@ -197,3 +197,15 @@ def test_workers_run_below_the_api_and_the_background_worker_below_rounds(servic
     assert _niceness(rounds) == 5 and _niceness(background) == 15
     for pid in descendants(rounds):
         assert _niceness(pid) == 5
+
+
+def test_pool_processes_are_forked_with_torch_already_loaded(service: LiveService) -> None:
+    # The worker imports the training stack before Celery forks its pool, so a pool process (the
+    # first, or one that replaces a child the OOM killer took) starts a round without importing torch.
+    rounds = _worker_pid(service)
+    deadline = time.monotonic() + 60
+    while not (pool := descendants(rounds)):
+        assert time.monotonic() < deadline, "the round worker forked no pool process"
+        time.sleep(0.2)
+    for pid in pool:
+        assert "libtorch_cpu" in Path(f"/proc/{pid}/maps").read_text(), pid
