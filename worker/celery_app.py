@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from celery.signals import worker_process_init
@@ -11,6 +12,16 @@ from app.core.queue import make_celery
 
 celery_app = make_celery()
 celery_app.conf.include = ["worker.tasks"]
+PRELOADED = (
+    "faiss",
+    "torch",
+    "models.active",
+    "models.latent_index",
+    "models.learner",
+    "models.representation",
+    "models.strategies.registry",
+    "models.vae_training",
+)
 
 
 def preload_training_stack() -> None:
@@ -18,15 +29,8 @@ def preload_training_stack() -> None:
     or one started after a child died mid-round) then begins its task with torch, faiss and the
     models loaded instead of spending 2-3 s of a 2-core CPU on imports. Importing starts no
     OpenMP or torch threads, so the fork stays safe; no tensor work runs in this process."""
-    import faiss  # noqa: F401
-    import torch  # noqa: F401
-
-    import models.active
-    import models.latent_index
-    import models.learner
-    import models.representation
-    import models.strategies.registry
-    import models.vae_training  # noqa: F401
+    for module in PRELOADED:
+        importlib.import_module(module)
 
 
 @worker_process_init.connect
