@@ -14,12 +14,13 @@ import colorsys
 import hashlib
 import math
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageDraw, ImageFilter
+
+from models.cores import usable_cores
 
 CLASSES = [
     "circle",
@@ -164,7 +165,7 @@ def _processes(n: int) -> int:
     # A daemonic process (a Celery pool child) may not start children; a small set is not worth them.
     if n < PARALLEL_FROM or multiprocessing.current_process().daemon:
         return 1
-    return max(1, min(len(os.sched_getaffinity(0)), 8))
+    return min(usable_cores(), 8)
 
 
 def generate(n: int = 10_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
