@@ -26,6 +26,18 @@ from models.cores import usable_cores
 
 
 @dataclass
+class GivenRepresentation:
+    """Features made outside the simulation (a project's own representation), used instead of
+    learning one: the pool's and the test split's rows, the encoder that made them, and the widths of
+    the blocks they are made of (None: one block)."""
+
+    pool: np.ndarray
+    test: np.ndarray
+    encoder: Any
+    blocks: list[int] | None
+
+
+@dataclass
 class SimulationData:
     name: str
     pool_x: np.ndarray  # [N, C, S, S] float32 in [0, 1]
@@ -33,6 +45,7 @@ class SimulationData:
     test_x: np.ndarray
     test_y: np.ndarray
     classes: list[str]
+    given: GivenRepresentation | None = None
 
 
 @dataclass
@@ -172,6 +185,8 @@ def representation_for(
     from models.representation import SimCLR, setting_tag
     from models.training import select_device
 
+    if data.given is not None:
+        return data.given.pool, data.given.test
     device = select_device()
     # No time budget here: a simulation must give the same encoder on every machine of a kind.
     setting = _representation_setting(config)
@@ -230,6 +245,8 @@ def encoder_for(data: SimulationData, config: SimulationConfig, cache: Path | No
     from models.representation import build_encoder
     from models.training import select_device
 
+    if data.given is not None:
+        return data.given.encoder.to(select_device()).eval()
     path = representation_cache(data, config, cache)
     if path is None:
         representation_for(data, config, cache)
@@ -286,7 +303,7 @@ def run_one(
 
         features, test_features = representation_for(data, config, cache)
         graph = PoolGraph.build(features)
-        blocks = feature_blocks(_representation_setting(config))
+        blocks = data.given.blocks if data.given is not None else feature_blocks(_representation_setting(config))
     encoder = encoder_for(data, config, cache) if config.fine_tune and config.learner == "simclr" else None
     rows: list[dict[str, Any]] = []
     challenger = None

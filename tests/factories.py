@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import secrets
 import stat
+import time
 import zipfile
+from typing import Any
 
 import numpy as np
 from PIL import Image as PILImage
@@ -95,3 +97,14 @@ def digits_project(  # type: ignore[no-untyped-def]
     upload(admin, pid, [("val.zip", digits_zip(validation, with_labels=True))], split="validation")
     listed = admin.get(f"/projects/{pid}/images", params={"per_page": 500, "split": "pool"}).json()["data"]
     return pid, {i["id"]: i["original_name"] for i in listed}
+
+
+def wait_representation_done(client: Any, pid: int, timeout: float = 240) -> dict:
+    """The project's newest representation once it is no longer queued or training."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = client.get(f"/projects/{pid}/representations").json()["data"]
+        if rows and rows[0]["status"] not in ("queued", "training"):
+            return rows[0]
+        time.sleep(0.5)
+    raise AssertionError(f"no representation finished in {timeout}s: {rows}")

@@ -7,6 +7,7 @@ import logging
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import select, update
@@ -16,10 +17,14 @@ from app.core.settings import Settings
 from app.images.orm import Image, Split
 from app.projects.orm import Project
 from app.projects.schemas import ProjectSettings
+from app.representations import service as representations
 from app.simulations.orm import Simulation
-from app.storage import get_storage
+from app.storage import Storage, get_storage
 from worker.data import load_arrays
 from worker.jobs import JobCancelled, failure_text
+
+if TYPE_CHECKING:
+    from models.simulate import GivenRepresentation
 
 log = logging.getLogger("suggestlab.worker")
 
@@ -39,7 +44,7 @@ def run_simulation(simulation_id: int, settings: Settings) -> None:
         classes = list(project.classes)
         project_settings = ProjectSettings.model_validate(project.settings or {})
         rows = session.execute(
-            select(Image.storage_key, Image.ground_truth).where(
+            select(Image.id, Image.storage_key, Image.ground_truth).where(
                 Image.project_id == project.id,
                 Image.split == Split.pool,
                 Image.synthetic.is_(False),
@@ -64,10 +69,15 @@ def run_simulation(simulation_id: int, settings: Settings) -> None:
             raise JobCancelled
 
     try:
-        x = load_arrays(storage, [r[0] for r in rows], project_settings.image_size, project_settings.channels)
-        y = np.asarray([classes.index(r[1]) for r in rows], dtype=np.int64)
+        x = load_arrays(storage, [r[1] for r in rows], project_settings.image_size, project_settings.channels)
+        y = np.asarray([classes.index(r[2]) for r in rows], dtype=np.int64)
         pool_x, pool_y, test_x, test_y = split(x, y, 0.2)
-        data = SimulationData(project.name, pool_x, pool_y, test_x, test_y, classes)
+        learner = "cnn" if project_settings.representation == "none" else "simclr"
+        given, representation = None, None
+        if learner == "simclr":
+            ids = np.asarray([r[0] for r in rows], dtype=np.int64)
+            given, representation = _project_representation(project.id, ids, x, y, storage, settings)
+        data = SimulationData(project.name, pool_x, pool_y, test_x, test_y, classes, given=given)
         config = SimulationConfig(
             strategies=params["strategies"],
             initial=params["initial"],
@@ -80,7 +90,7 @@ def run_simulation(simulation_id: int, settings: Settings) -> None:
             representation_epochs=project_settings.representation_epochs,
             # The curves measure what the project's rounds would do: a project that turned
             # representations off learns with a CNN on its labels and selects among VAE codes.
-            learner="cnn" if project_settings.representation == "none" else "simclr",
+            learner=learner,
             fine_tune=project_settings.fine_tune,
         )
         results = run_simulation(data, config, progress=progress)
@@ -92,7 +102,9 @@ def run_simulation(simulation_id: int, settings: Settings) -> None:
                 key = f"projects/{project.id}/simulations/{simulation_id}/{path.name}"
                 storage.put(key, path.read_bytes())
                 files[path.name] = key
-        summary = json.loads(json.dumps({**summarise(results, full), "learner": config.learner}))
+        summary = json.loads(
+            json.dumps({**summarise(results, full), "learner": config.learner, "representation": representation})
+        )
         with session_scope(settings) as session:
             session.execute(
                 update(Simulation)
@@ -109,3 +121,34 @@ def run_simulation(simulation_id: int, settings: Settings) -> None:
                 .where(Simulation.id == simulation_id, Simulation.status == "running")
                 .values(status="failed", error=failure_text(exc), finished_at=utcnow())
             )
+
+
+def _project_representation(
+    project_id: int, image_ids: np.ndarray, x: np.ndarray, y: np.ndarray, storage: Storage, settings: Settings
+) -> tuple[GivenRepresentation | None, dict[str, Any]]:
+    """The simulation's images in the project's newest ready representation, split as the pixels are,
+    so the curves measure the features the project's rounds select in, not a second encoder trained
+    with other epochs (a project's own is cut by the worker's time budget; a simulation's is not).
+    Images it has not seen are encoded with its encoder, as a round does. None, and a note of what
+    the simulation learns instead, when the project has no ready representation."""
+    from models.representation import JointEncoder, encode
+    from models.simulate import GivenRepresentation, split
+    from models.training import select_device
+    from worker.pipeline import known_then_encoded
+    from worker.representation import load_encoder, load_features
+
+    with session_scope(settings) as session:
+        ready = representations.latest_ready(session, project_id=project_id)
+        if ready is None:
+            return None, {"kind": "learned for this simulation", "why": "the project has no ready representation"}
+        representation_id, artifacts = ready.id, dict(ready.artifacts)
+    encoder = load_encoder(storage, artifacts["encoder"], select_device())
+    rows, encoded, _ = known_then_encoded(
+        image_ids,
+        [lambda: load_features(storage, artifacts["features"])],
+        lambda positions: encode(encoder, x[positions]),
+    )
+    pool, _, test, _ = split(rows, y, 0.2)
+    blocks = [encoder.conv.out_dim, encoder.patches.out_dim] if isinstance(encoder, JointEncoder) else None
+    given = GivenRepresentation(pool=pool, test=test, encoder=encoder, blocks=blocks)
+    return given, {"kind": "project", "id": representation_id, "encoded_now": int(encoded)}

@@ -281,6 +281,18 @@ export function dashboardView(root, project, me) {
     show();
   }
 
+  // What the simulated curves learned with (README, "Which strategy fits my data?").
+  function simulatedLearner(summary) {
+    const rep = summary.representation;
+    if (summary.learner === "cnn") return [h("p.muted.sim-learner", {}, "Learner: a CNN from scratch on the labels (this project turned representations off).")];
+    if (!rep) return [];
+    if (rep.kind === "project") {
+      const encoded = rep.encoded_now ? `, ${rep.encoded_now} images it had not seen encoded for the simulation` : "";
+      return [h("p.muted.sim-learner", {}, `Learner: a head on this project's representation #${rep.id}${encoded}.`)];
+    }
+    return [h("p.muted.sim-learner", {}, `Learner: a head on a representation learned for this simulation (${rep.why || rep.kind}).`)];
+  }
+
   async function drawSimulations() {
     try {
       const sims = (await api(`/projects/${project.id}/simulations`)).data.filter((x) => x.status === "ready");
@@ -290,7 +302,7 @@ export function dashboardView(root, project, me) {
         name, points: st.labels.map((x, i) => ({ x, y: st.mean_accuracy[i], lo: st.mean_accuracy[i] - st.std_accuracy[i], hi: st.mean_accuracy[i] + st.std_accuracy[i] })),
       }));
       series.push({ name: "full pool", dashed: true, color: "#000", points: series[0].points.map((p) => ({ x: p.x, y: latest.summary.full_pool_accuracy })) });
-      simCurve.replaceChildren(lineChart(series, { title: "Simulated accuracy vs labels (band: ±1 sd over seeds)" }));
+      simCurve.replaceChildren(lineChart(series, { title: "Simulated accuracy vs labels (band: ±1 sd over seeds)" }), ...simulatedLearner(latest.summary));
     } catch (e) { if (e.status !== 403) showError(e); simCurve.replaceChildren(); }
   }
 

@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from tests.conftest import LiveService, wait_for_round
-from tests.factories import create_project, digits_zip, mnist, upload
+from tests.factories import create_project, digits_zip, mnist, upload, wait_representation_done
 
 
 def _label_suggestions(client, service: LiveService, round_id: int, names: dict[int, str]) -> set[int]:  # type: ignore[no-untyped-def]
@@ -105,7 +105,7 @@ def test_simulation_job_over_rest(sqlite_service: LiveService) -> None:
     eng_id, eng = sqlite_service.new_user("engineer")
     ann_id, ann = sqlite_service.new_user("annotator")
     engineer = sqlite_service.client(eng)
-    # Two SimCLR epochs: the simulation learns the project's representation, which is not what this tests.
+    # Two SimCLR epochs: the project's representation is learned first, which is not what this tests.
     project = create_project(
         sqlite_service.admin, members=[eng_id, ann_id], vae_epochs=5, latent_dim=8, representation_epochs=2
     )
@@ -116,6 +116,9 @@ def test_simulation_job_over_rest(sqlite_service: LiveService) -> None:
     # The pool arrives with ground truth (labels.csv inside the zip): the oracle for the simulation.
     upload(sqlite_service.admin, pid, [("pool.zip", digits_zip(np.arange(100, 160), with_labels=True))])
     assert sqlite_service.client(ann).post(f"/projects/{pid}/simulations", json=body).status_code == 403
+    # The upload queued the project's representation; once it is ready the simulation selects in it.
+    representation = wait_representation_done(engineer, pid)
+    assert representation["status"] == "ready", representation
     assert engineer.post(f"/projects/{pid}/simulations", json={**body, "strategies": ["nope"]}).status_code == 422
     listed = {s["name"]: s for s in engineer.get("/strategies").json()["data"]}
     assert listed["snn"]["params"]["neighbours"] == 30 and listed["random"]["params"] == {}
@@ -135,6 +138,8 @@ def test_simulation_job_over_rest(sqlite_service: LiveService) -> None:
     assert state["status"] == "ready", state
     assert set(state["summary"]["strategies"]) == {"random", "coreset"}
     assert state["summary"]["learner"] == "simclr"
+    # The curves read the project's own features: every image was in them, so none was encoded again.
+    assert state["summary"]["representation"] == {"kind": "project", "id": representation["id"], "encoded_now": 0}
     assert state["summary"]["strategies"]["random"]["labels"] == [10.0, 20.0, 30.0]
     results = engineer.get(f"/simulations/{sim_id}/results.csv")
     assert results.status_code == 200
@@ -178,7 +183,7 @@ def test_simulations_run_beside_rounds_and_can_be_cancelled(sqlite_service: Live
     finished = _wait_simulation(engineer, next_id, ("ready", "failed"))
     assert finished["status"] == "ready", finished
     # The project turned representations off, so its simulation learns as its rounds do: a CNN.
-    assert finished["summary"]["learner"] == "cnn"
+    assert finished["summary"]["learner"] == "cnn" and finished["summary"]["representation"] is None
     final = engineer.get(f"/simulations/{sim_id}").json()
     assert final["status"] == "cancelled" and final["files"] == {}, final
 

@@ -10,17 +10,7 @@ import numpy as np
 
 from tests.app.test_method_rounds import _label_suggestions
 from tests.conftest import LiveService, wait_for_round
-from tests.factories import create_project, digits_project, digits_zip, upload
-
-
-def _wait_ready(client, pid: int, timeout: float = 240) -> dict:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = client.get(f"/projects/{pid}/representations").json()["data"]
-        if rows and rows[0]["status"] not in ("queued", "training"):
-            return rows[0]
-        time.sleep(0.5)
-    raise AssertionError(f"no representation finished in {timeout}s: {rows}")
+from tests.factories import create_project, digits_project, digits_zip, upload, wait_representation_done
 
 
 def test_representation_trains_in_the_background_and_rounds_select_in_it(sqlite_service: LiveService) -> None:
@@ -50,7 +40,7 @@ def test_representation_trains_in_the_background_and_rounds_select_in_it(sqlite_
     assert first["metrics"]["representation"]["kind"] in ("pixels-pca", "simclr")
     assert first["metrics"]["vae"]["trained"] is False
 
-    ready = _wait_ready(engineer, pid)
+    ready = wait_representation_done(engineer, pid)
     assert ready["status"] == "ready", ready
     assert ready["pool_size"] == 200 and 1 <= ready["metrics"]["epochs"] <= 3
     assert ready["metrics"]["loss_first_last"][1] <= ready["metrics"]["loss_first_last"][0] + 0.5
@@ -131,7 +121,7 @@ def test_a_project_that_asks_for_fine_tuning_gets_it_compared_on_its_validation_
         representation_epochs=1,
         fine_tune=True,
     )
-    assert _wait_ready(engineer, pid)["status"] == "ready"
+    assert wait_representation_done(engineer, pid)["status"] == "ready"
     first = wait_for_round(
         engineer, engineer.post(f"/projects/{pid}/rounds", json={"strategy": "random", "batch_size": 64}).json()["id"]
     )
@@ -174,7 +164,7 @@ def test_images_uploaded_after_the_representation_are_encoded_by_one_round(postg
     command = [sys.executable, "-m", "app.cli", "worker", "--queues", "background", "--log-level", "warning"]
     background = subprocess.Popen(command, env=postgres_service.env)
     try:
-        ready = _wait_ready(engineer, pid)
+        ready = wait_representation_done(engineer, pid)
     finally:
         background.terminate()
         background.wait(timeout=30)

@@ -385,6 +385,8 @@ def test_engineer_runs_and_cancels_simulations_from_the_dashboard(browser, sqlit
     page.click("button:has-text('Start simulation')")
     page.wait_for_selector(".sim-status:has-text('ready 100%')", timeout=120_000)
     page.wait_for_selector(".curve svg title:has-text('random:')", state="attached")
+    # The page says what the curves learned with: this project's rounds use a CNN, and so did they.
+    page.wait_for_selector(".sim-learner:has-text('a CNN from scratch')")
     # A long one is cancelled from its status line.
     page.check("input[name=sim-strategy][value=margin]")
     page.fill("#sim-rounds", "7")
