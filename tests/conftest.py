@@ -123,6 +123,9 @@ def start_service(tmp: Path, extra_env: dict[str, str], *, separate_worker: bool
         "SUGGESTLAB_MAX_IMAGE_PIXELS": "1000000",
         # Every pool upload starts a representation job; in tests it trains for seconds, not minutes.
         "SUGGESTLAB_REPRESENTATION_TIME_BUDGET_S": "8",
+        # A job waits for the pool to stop arriving; 2 s covers back-to-back test uploads, where
+        # the default 10 s would add its wait to every test that waits for a representation.
+        "SUGGESTLAB_REPRESENTATION_SETTLE_SECONDS": "2",
         "PYTHONUNBUFFERED": "1",
         **extra_env,
     }

@@ -87,10 +87,42 @@ def representation_heartbeat(representation_id: int, settings: Settings) -> Hear
     return Heartbeat(f"representation-{representation_id}", beat, settings.round_heartbeat_seconds)
 
 
+def wait_for_uploads_to_settle(representation_id: int, settings: Settings) -> bool:
+    """Holds a queued job while its project's pool is still arriving: until no pool image has come in
+    for `representation_settle_seconds`, and at most `representation_settle_max_seconds`. Without it a
+    dataset uploaded as several requests (zips in a loop) was learned from its first request alone,
+    and the rest needed a second training once a round saw the pool had changed. False when the job
+    was cancelled meanwhile. A job picked up again after its worker died starts at once."""
+    settle, give_up = settings.representation_settle_seconds, settings.representation_settle_max_seconds
+    started = time.monotonic()
+    said = False
+    while True:
+        with session_scope(settings) as session:
+            row = session.get(Representation, representation_id)
+            if row is None or row.status not in ("queued", "training"):
+                return False
+            if row.status == "training":
+                return True
+            newest = session.scalar(
+                select(Image.uploaded_at)
+                .where(Image.project_id == row.project_id, Image.split == Split.pool, Image.synthetic.is_(False))
+                .order_by(Image.id.desc())
+                .limit(1)
+            )
+            quiet = settle if newest is None else (utcnow() - newest).total_seconds()
+            if quiet >= settle or time.monotonic() - started >= give_up:
+                return True
+            if not said:
+                row.phase, said = "waiting for the upload to finish", True
+        time.sleep(min(max(settle - quiet, 0.05), 1.0))
+
+
 def train_representation(representation_id: int, settings: Settings) -> None:
     from models.representation import SimCLR
     from models.training import select_device
 
+    if not wait_for_uploads_to_settle(representation_id, settings):
+        return
     with session_scope(settings) as session:
         row = session.get(Representation, representation_id, with_for_update=True)
         if row is None or row.status not in ("queued", "training"):

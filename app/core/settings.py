@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     # Caps one representation job's training time (seconds); None: the device's setting
     # (8 minutes on a CPU, 12 on a GPU).
     representation_time_budget_s: float | None = None
+    # A queued representation job starts once no pool image has arrived for this long (at most
+    # representation_settle_max_seconds after it was picked up), so a dataset uploaded as several
+    # requests one after another is learned whole, not from its first request.
+    representation_settle_seconds: float = Field(default=10.0, ge=0)
+    representation_settle_max_seconds: float = Field(default=300.0, ge=0)
     # A training representation whose heartbeat is older than this lost its worker: it is marked
     # failed, and the next upload or round (or an engineer) asks for a new one.
     representation_stale_seconds: float = Field(default=120.0, gt=0)

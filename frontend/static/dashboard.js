@@ -111,7 +111,8 @@ export function dashboardView(root, project, me) {
     }
     if (active) {
       const share = Math.round(newest.progress * 100);
-      const label = newest.status === "queued" ? "queued" : `${newest.phase} ${share}%`;
+      // A queued job may be holding until an upload in several requests has arrived whole.
+      const label = newest.status === "queued" ? (newest.phase && newest.phase !== "queued" ? newest.phase : "queued") : `${newest.phase} ${share}%`;
       lines.push(h("div.progress.small", { role: "progressbar", "aria-label": "Representation progress", "aria-valuenow": String(share), "aria-valuemin": "0", "aria-valuemax": "100" },
         h("div.bar", { style: `width:${share}%` }), h("span.progress-text", {}, label)),
       h("p.muted", {}, `Learning #${newest.id} on ${newest.pool_size || "the"} pool images. Rounds do not wait for it`

@@ -187,3 +187,20 @@ def test_images_uploaded_after_the_representation_are_encoded_by_one_round(postg
     assert {u["pool_changed"] for u in used} == {round(7 / 150, 4)}
     stored = sorted(postgres_service.data_dir.glob(f"objects/projects/{pid}/rounds/*/latents.npz"))
     assert [path.parent.name for path in stored] == [str(rounds[0]["id"])]
+
+
+def test_an_upload_in_several_requests_is_learned_whole(sqlite_service: LiveService) -> None:
+    eng_id, eng = sqlite_service.new_user("engineer")
+    engineer = sqlite_service.client(eng)
+    project = create_project(sqlite_service.admin, members=[eng_id], representation_epochs=1)
+    pid = project["id"]
+    # Three requests, as a script uploading zips in a loop sends them, a second apart (the next zip's
+    # transfer). The first queues the job, which the idle worker picks up within that second; it
+    # waits until no image has arrived for the settle time (2 s here), then learns all three.
+    for start in (4000, 4060, 4120):
+        if start > 4000:
+            time.sleep(1.0)
+        upload(sqlite_service.admin, pid, [("part.zip", digits_zip(np.arange(start, start + 60), with_labels=False))])
+    ready = wait_representation_done(engineer, pid)
+    assert ready["status"] == "ready" and ready["pool_size"] == 180, ready
+    assert [r["id"] for r in engineer.get(f"/projects/{pid}/representations").json()["data"]] == [ready["id"]]
