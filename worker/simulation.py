@@ -73,7 +73,8 @@ def run_simulation(simulation_id: int, settings: Settings) -> None:
         y = np.asarray([classes.index(r[2]) for r in rows], dtype=np.int64)
         pool_x, pool_y, test_x, test_y = split(x, y, 0.2)
         learner = "cnn" if project_settings.representation == "none" else "simclr"
-        given, representation = None, None
+        given: GivenRepresentation | None = None
+        representation: dict[str, Any] | None = None  # None: the CNN learner reads no representation
         if learner == "simclr":
             ids = np.asarray([r[0] for r in rows], dtype=np.int64)
             given, representation = _project_representation(project.id, ids, x, y, storage, settings)
