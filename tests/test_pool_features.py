@@ -117,3 +117,37 @@ def test_rows_are_found_by_id_in_any_order() -> None:
     assert at[found].tolist() == [row_of[int(w)] for w in wanted[found]]
     nothing, _ = rows_of(np.zeros(0, np.int64), wanted)
     assert not nothing.any()
+
+
+def test_a_simulation_reads_the_projects_rows_and_encodes_only_images_it_has_not_seen(tmp_path: Path) -> None:
+    import torch
+
+    from models.representation import ConvEncoder, encode
+    from models.simulate import split
+    from tests.factories import mnist
+    from worker.representation import save_encoder
+    from worker.simulation import in_representation
+
+    data = mnist()
+    x = data.images[:50, None].astype(np.float32) / 255
+    y = data.labels[:50].astype(np.int64)
+    ids = np.arange(100, 150, dtype=np.int64)
+    torch.manual_seed(0)
+    encoder = ConvEncoder(1, (4, 8, 8)).eval()
+    storage = LocalStorage(tmp_path)
+    save_encoder(storage, "encoder.pt", encoder)
+    # The representation holds rows for the first 40 images and for an image the simulation does not
+    # use (an unlabelled one); the last 10 were uploaded after it was learned.
+    stored_ids = np.concatenate([ids[:40], [7]])
+    stored = np.concatenate([encode(encoder, x[:40]), np.full((1, 8), 99.0, np.float32)])
+    save_features(storage, "features.npz", stored_ids, stored)
+
+    given, encoded = in_representation({"encoder": "encoder.pt", "features": "features.npz"}, ids, x, y, storage)
+
+    assert encoded == 10
+    # Row for row the features of the pixels, split into pool and test as the pixels are.
+    pool, _, test, _ = split(encode(encoder, x), y, 0.2)
+    assert given.pool.shape == pool.shape and given.test.shape == test.shape
+    np.testing.assert_allclose(given.pool, pool, atol=1e-5)
+    np.testing.assert_allclose(given.test, test, atol=1e-5)
+    assert given.blocks is None and not (given.pool == 99.0).any()

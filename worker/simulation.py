@@ -127,22 +127,31 @@ def run_simulation(simulation_id: int, settings: Settings) -> None:
 def _project_representation(
     project_id: int, image_ids: np.ndarray, x: np.ndarray, y: np.ndarray, storage: Storage, settings: Settings
 ) -> tuple[GivenRepresentation | None, dict[str, Any]]:
-    """The simulation's images in the project's newest ready representation, split as the pixels are,
-    so the curves measure the features the project's rounds select in, not a second encoder trained
-    with other epochs (a project's own is cut by the worker's time budget; a simulation's is not).
-    Images it has not seen are encoded with its encoder, as a round does. None, and a note of what
-    the simulation learns instead, when the project has no ready representation."""
+    """The simulation's images in the project's newest ready representation (`in_representation`), so
+    the curves measure the features the project's rounds select in, not a second encoder trained with
+    other epochs (a project's own is cut by the worker's time budget; a simulation's is not). None,
+    and a note of what the simulation learns instead, when the project has no ready representation."""
+    with session_scope(settings) as session:
+        ready = representations.latest_ready(session, project_id=project_id)
+        if ready is None:
+            return None, {"kind": "learned for this simulation", "why": "the project has no ready representation"}
+        representation_id, artifacts = ready.id, dict(ready.artifacts)
+    given, encoded = in_representation(artifacts, image_ids, x, y, storage)
+    return given, {"kind": "project", "id": representation_id, "encoded_now": encoded}
+
+
+def in_representation(
+    artifacts: dict[str, str], image_ids: np.ndarray, x: np.ndarray, y: np.ndarray, storage: Storage
+) -> tuple[GivenRepresentation, int]:
+    """The images' rows in a stored representation (its `encoder` and `features` artifacts), split into
+    pool and test exactly as `models.simulate.split` splits the pixels, and how many images were
+    encoded because the representation has no row for them (uploaded after it was learned)."""
     from models.representation import JointEncoder, encode
     from models.simulate import GivenRepresentation, split
     from models.training import select_device
     from worker.pipeline import known_then_encoded
     from worker.representation import load_encoder, load_features
 
-    with session_scope(settings) as session:
-        ready = representations.latest_ready(session, project_id=project_id)
-        if ready is None:
-            return None, {"kind": "learned for this simulation", "why": "the project has no ready representation"}
-        representation_id, artifacts = ready.id, dict(ready.artifacts)
     encoder = load_encoder(storage, artifacts["encoder"], select_device())
     rows, encoded, _ = known_then_encoded(
         image_ids,
@@ -151,5 +160,4 @@ def _project_representation(
     )
     pool, _, test, _ = split(rows, y, 0.2)
     blocks = [encoder.conv.out_dim, encoder.patches.out_dim] if isinstance(encoder, JointEncoder) else None
-    given = GivenRepresentation(pool=pool, test=test, encoder=encoder, blocks=blocks)
-    return given, {"kind": "project", "id": representation_id, "encoded_now": int(encoded)}
+    return GivenRepresentation(pool=pool, test=test, encoder=encoder, blocks=blocks), int(encoded)
