@@ -90,6 +90,8 @@ def load_simulation_data(dataset: str, *, test_fraction: float = 0.2, image_size
         x = _resize(data.pixels(), size)
         pool_x, pool_y, test_x, test_y = split(x, data.labels, test_fraction)
         return SimulationData(dataset, pool_x, pool_y, test_x, test_y, data.classes)
+    if not Path(dataset).is_dir():
+        raise ValueError(f"{dataset!r} is neither a bundled dataset ({', '.join(DATASETS)}) nor a folder")
     return _load_folder(Path(dataset), test_fraction, image_size or 28)
 
 
@@ -116,10 +118,18 @@ def _load_folder(folder: Path, test_fraction: float, size: int) -> SimulationDat
     if not rows:
         raise ValueError(f"{labels_file} lists no images")
     classes = sorted({label.strip() for _, label in rows})
+    if len(classes) < 2:
+        raise ValueError(f"{labels_file} names {len(classes)} class; a simulation needs at least 2")
     images = []
     for name, _ in rows:
-        with PILImage.open(folder / name.strip()) as img:
-            images.append(img.convert("RGB"))
+        path = folder / name.strip()
+        if not path.is_file():
+            raise ValueError(f"{labels_file} lists {name.strip()!r}, which is not a file in {folder}")
+        try:
+            with PILImage.open(path) as img:
+                images.append(img.convert("RGB"))
+        except (OSError, SyntaxError, ValueError) as exc:  # what Pillow raises for bytes it cannot read
+            raise ValueError(f"{path} is not a readable image ({exc})") from None
     channels = 1 if all(_is_gray(img) for img in images) else 3
     arrays = [
         np.asarray(img.convert("L" if channels == 1 else "RGB").resize((size, size)), dtype=np.float32) / 255.0
@@ -624,31 +634,44 @@ def main(args: Any) -> int:
     """Entry point of `suggestlab simulate` (arguments from models.simulate_args)."""
     from tqdm import tqdm
 
-    data = load_simulation_data(args.dataset, test_fraction=args.test_fraction, image_size=args.image_size)
+    from models.strategies.params import StrategyParamsError, check_simulated_params
+    from models.strategies.registry import spec_for
+
+    # Mistakes in the command line are answered with one line, before any data is read.
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    try:
+        for name in strategies:
+            spec_for(name.split("@")[0])
+        params = json.loads(args.params) if args.params else {}
+    except KeyError as exc:
+        raise SystemExit(f"suggestlab simulate: {exc.args[0]}") from None
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"suggestlab simulate: --params is not JSON ({exc})") from None
+    if not strategies:
+        raise SystemExit("suggestlab simulate: --strategies names no strategy")
+    if args.fine_tune and args.learner != "simclr":
+        raise SystemExit("--fine-tune fine-tunes the representation's encoder: it needs --learner simclr")
+    try:
+        check_simulated_params(strategies, params)
+    except StrategyParamsError as exc:
+        raise SystemExit(str(exc)) from None
+    try:
+        data = load_simulation_data(args.dataset, test_fraction=args.test_fraction, image_size=args.image_size)
+    except ValueError as exc:
+        raise SystemExit(f"suggestlab simulate: {exc}") from None
     config = SimulationConfig(
-        strategies=[s.strip() for s in args.strategies.split(",") if s.strip()],
+        strategies=strategies,
         initial=args.initial,
         batch=args.batch,
         rounds=args.rounds,
         seeds=args.seeds,
-        params=json.loads(args.params) if args.params else {},
+        params=params,
         vae_epochs=args.vae_epochs,
         jobs=args.jobs,
         learner=args.learner,
         representation_epochs=args.representation_epochs,
         fine_tune=args.fine_tune,
     )
-    if config.fine_tune and config.learner != "simclr":
-        raise SystemExit("--fine-tune fine-tunes the representation's encoder: it needs --learner simclr")
-    from models.strategies.params import StrategyParamsError, check_simulated_params
-    from models.strategies.registry import spec_for
-
-    for name in config.strategies:
-        spec_for(name.split("@")[0])
-    try:
-        check_simulated_params(config.strategies, config.params)
-    except StrategyParamsError as exc:
-        raise SystemExit(str(exc)) from None
     out = Path(args.out)
     print(
         f"{data.name}: pool {len(data.pool_y)}, test {len(data.test_y)}, strategies {', '.join(config.strategies)}, "

@@ -187,3 +187,46 @@ def test_a_worker_leading_its_own_session_lowers_its_autogroup() -> None:
     # The kernel prints nothing for the default autogroup (a container's init session), which the
     # comparison covers too.
     assert _autogroup_after_lowering(new_session=False) == _AUTOGROUP.read_text().strip()
+
+
+def test_simulate_runs_on_a_folder_and_answers_mistakes_in_one_line(tmp_path: Path) -> None:
+    from PIL import Image as PILImage
+
+    from tests.factories import mnist
+
+    data = mnist()
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    rows = ["filename,label"]
+    for i in range(0, 5000, 50):  # 100 images, 10 per class
+        PILImage.fromarray(data.images[i]).save(folder / f"d{i}.png")
+        rows.append(f"d{i}.png,{data.classes[data.labels[i]]}")
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+
+    def simulate(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "app.cli", "simulate", "--learner", "cnn", "--no-full-pool", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+    out = tmp_path / "out"
+    done = simulate("--dataset", str(folder), "--strategies", "random", "--initial", "10", "--batch", "10",
+                    "--rounds", "1", "--seeds", "1", "--out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = (out / "results.csv").read_text().splitlines()
+    assert lines[0] == "strategy,seed,round,labels,accuracy,seconds"
+    assert [row.split(",")[3] for row in lines[1:]] == ["10", "20"]
+
+    (folder / "broken.png").write_bytes(b"not a png")
+    mistakes = [
+        (["--dataset", str(tmp_path / "nowhere")], "is neither a bundled dataset"),
+        (["--dataset", str(folder), "--strategies", "nope"], "unknown strategy 'nope'"),
+        (["--dataset", str(folder), "--params", "{bad"], "--params is not JSON"),
+        (["--dataset", str(folder), "--strategies", ","], "names no strategy"),
+    ]
+    for args, message in mistakes:
+        answer = simulate(*args)
+        assert answer.returncode == 1 and message in answer.stderr and "Traceback" not in answer.stderr, answer.stderr
+    listed_wrong = [("gone.png,3", "'gone.png', which is not a file"), ("broken.png,3", "not a readable image")]
+    for listed, message in listed_wrong:
+        (folder / "labels.csv").write_text("\n".join([*rows, listed]) + "\n")
+        answer = simulate("--dataset", str(folder), "--strategies", "random")
+        assert answer.returncode == 1 and message in answer.stderr and "Traceback" not in answer.stderr, answer.stderr
