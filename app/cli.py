@@ -15,6 +15,29 @@ from app.core.settings import Settings, get_settings
 from app.serving import Supervised, child_env, die_with_parent, port_is_free, stop_processes
 
 ROUND_QUEUES = frozenset({"training", "light"})
+# Every queue a worker may serve (app.core.queue): rounds, then the long background jobs.
+QUEUES = ("training", "light", "background", "simulations")
+
+
+def tcp_port(text: str) -> int:
+    """An argparse type: a TCP port a server can listen on."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (1-65535)")
+    return port
+
+
+def queue_list(text: str) -> str:
+    """An argparse type: comma-separated queue names, each one a worker can serve."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in QUEUES]
+    if unknown or not names:
+        what = f"unknown queue {', '.join(map(repr, unknown))}" if unknown else "no queue named"
+        raise argparse.ArgumentTypeError(f"{what}; choose from {', '.join(QUEUES)}")
+    return ",".join(names)
 
 
 def worker_niceness(queues: str, base: int) -> int:
@@ -241,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the API (and, in embedded mode, a worker)")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=tcp_port, default=8000)
     serve.add_argument("--no-worker", action="store_true", help="never start an embedded worker")
     serve.add_argument("--log-level", default="info")
     serve.add_argument(
@@ -259,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run a Celery worker")
     worker.add_argument(
         "--queues",
-        default="training,light,background,simulations",
+        type=queue_list,
+        default=",".join(QUEUES),
         help="comma-separated; compose runs one worker per queue group so long jobs never block rounds",
     )
     worker.add_argument("--concurrency", type=int, default=1)
@@ -271,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="build a demo project from bundled MNIST digits and serve it")
     demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--port", type=tcp_port, default=8000)
     demo.add_argument("--dataset", default="mnist5k", choices=["mnist5k", "digits"])
     demo.add_argument("--batch-size", type=int, default=50)
     demo.set_defaults(func=cmd_demo)
@@ -295,8 +319,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from sqlalchemy.exc import OperationalError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except OperationalError as exc:
+        # The database is down, unreachable or refuses us: say so in one line, without the password.
+        from sqlalchemy.engine import make_url
+
+        url = make_url(get_settings().database_url).render_as_string(hide_password=True)
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        print(f"suggestlab {args.command}: cannot use the database at {url}: {reason}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

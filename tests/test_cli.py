@@ -230,3 +230,26 @@ def test_simulate_runs_on_a_folder_and_answers_mistakes_in_one_line(tmp_path: Pa
         (folder / "labels.csv").write_text("\n".join([*rows, listed]) + "\n")
         answer = simulate("--dataset", str(folder), "--strategies", "random")
         assert answer.returncode == 1 and message in answer.stderr and "Traceback" not in answer.stderr, answer.stderr
+
+
+def test_commands_answer_bad_arguments_and_an_unreachable_database_in_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "SUGGESTLAB_DATA_DIR": str(tmp_path / "data")}
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "app.cli", *args]
+        return subprocess.run(command, env={**env, **extra}, capture_output=True, text=True, timeout=120)
+
+    for args, message in (
+        (["serve", "--port", "99999"], "99999 is not a port (1-65535)"),
+        (["demo", "--port", "http"], "'http' is not a port number"),
+        (["worker", "--queues", "training,nope"], "unknown queue 'nope'; choose from training, light"),
+    ):
+        answer = run(*args)
+        assert answer.returncode == 2 and message in answer.stderr, answer.stderr
+    # Nothing listens on port 1: every command that needs the database says so, and hides the password.
+    nowhere = {"SUGGESTLAB_DATABASE_URL": "postgresql+psycopg://someone:s3cret@127.0.0.1:1/suggestlab"}
+    for args in (["create-user", "--name", "eve", "--role", "admin"], ["db", "upgrade"]):
+        answer = run(*args, **nowhere)
+        assert answer.returncode == 1, answer.stderr
+        assert "cannot use the database at postgresql+psycopg://someone:***@127.0.0.1:1/suggestlab" in answer.stderr
+        assert "s3cret" not in answer.stderr and "Traceback" not in answer.stderr, answer.stderr
