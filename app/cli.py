@@ -15,8 +15,6 @@ from app.core.settings import Settings, get_settings
 from app.serving import Supervised, child_env, die_with_parent, port_is_free, stop_processes
 
 ROUND_QUEUES = frozenset({"training", "light"})
-# Every queue a worker may serve (app.core.queue): rounds, then the long background jobs.
-QUEUES = ("training", "light", "background", "simulations")
 
 
 def tcp_port(text: str) -> int:
@@ -32,6 +30,8 @@ def tcp_port(text: str) -> int:
 
 def queue_list(text: str) -> str:
     """An argparse type: comma-separated queue names, each one a worker can serve."""
+    from app.core.queue import QUEUES  # here, not at the top: Celery is 0.2 s every other command would pay
+
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in QUEUES]
     if unknown or not names:
@@ -283,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--queues",
         type=queue_list,
-        default=",".join(QUEUES),
+        default="training,light,background,simulations",  # argparse checks it with queue_list too
         help="comma-separated; compose runs one worker per queue group so long jobs never block rounds",
     )
     worker.add_argument("--concurrency", type=int, default=1)

@@ -99,12 +99,13 @@ def digits_project(  # type: ignore[no-untyped-def]
     return pid, {i["id"]: i["original_name"] for i in listed}
 
 
-def wait_representation_done(client: Any, pid: int, timeout: float = 240) -> dict:
-    """The project's newest representation once it is no longer queued or training."""
+def wait_representation_done(client: Any, pid: int, until: set[str] | None = None, timeout: float = 240) -> dict:
+    """The project's newest representation once its status is one of `until` (default: no longer
+    queued or training)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         rows = client.get(f"/projects/{pid}/representations").json()["data"]
-        if rows and rows[0]["status"] not in ("queued", "training"):
+        if rows and (rows[0]["status"] in until if until else rows[0]["status"] not in ("queued", "training")):
             return rows[0]
-        time.sleep(0.5)
-    raise AssertionError(f"no representation finished in {timeout}s: {rows}")
+        time.sleep(0.2)
+    raise AssertionError(f"no representation reached {until or 'an end'} in {timeout}s: {rows}")

@@ -24,6 +24,8 @@ LIGHT_QUEUE = "light"
 # Long jobs that no round may wait behind: representation training and simulations.
 BACKGROUND_QUEUE = "background"
 SIMULATION_QUEUE = "simulations"
+# Every queue a worker may serve: rounds first, then the long background jobs.
+QUEUES = (TRAINING_QUEUE, LIGHT_QUEUE, BACKGROUND_QUEUE, SIMULATION_QUEUE)
 
 
 def embedded_broker_dirs(settings: Settings) -> dict[str, Path]:

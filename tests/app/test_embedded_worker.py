@@ -14,14 +14,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from kombu import Connection
 
 from app.core.broker import TRANSPORT
 from tests.conftest import LiveService, child_pids, descendants, start_service, wait_for_round
-from tests.factories import create_project, digits_zip, upload
+from tests.factories import create_project, digits_zip, upload, wait_representation_done
 
 _WRITER = """
 import sys
@@ -154,32 +153,22 @@ def test_a_worker_that_dies_is_started_again(service: LiveService) -> None:
     assert "exited (code -9); starting it again" in service.logs[0].read_text()
 
 
-def _newest_representation(client: httpx.Client, project_id: int, want: set[str], timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = client.get(f"/projects/{project_id}/representations").json()["data"]
-        if rows and rows[0]["status"] in want:
-            return rows[0]
-        assert time.monotonic() < deadline, rows
-        time.sleep(0.2)
-
-
 def test_a_representation_whose_worker_died_does_not_block_the_next(service: LiveService) -> None:
     eng_id, eng = service.new_user("engineer")
     engineer = service.client(eng)
     project = create_project(service.admin, members=[eng_id])  # a pool upload queues a representation
     upload(service.admin, project["id"], [("pool.zip", digits_zip(np.arange(4000, 4064), with_labels=False))])
-    lost = _newest_representation(engineer, project["id"], {"training"})
+    lost = wait_representation_done(engineer, project["id"], {"training"}, timeout=120)
     background = _worker_pid(service, b"background,simulations")
     for pid in [*descendants(background), background]:
         os.kill(pid, signal.SIGKILL)
     # Its job stops reporting: the API's sweeper marks it failed instead of "training" for ever ...
-    failed = _newest_representation(engineer, project["id"], {"failed"}, timeout=60)
+    failed = wait_representation_done(engineer, project["id"], {"failed"}, timeout=60)
     assert failed["id"] == lost["id"] and "stopped reporting" in failed["error"]
     # ... so an engineer can ask for a new one, which the restarted worker trains.
     again = engineer.post(f"/projects/{project['id']}/representations")
     assert again.status_code == 202, again.text
-    ready = _newest_representation(engineer, project["id"], {"ready", "failed"})
+    ready = wait_representation_done(engineer, project["id"], timeout=120)
     assert ready["id"] == again.json()["id"] and ready["status"] == "ready", ready
 
 
