@@ -28,10 +28,12 @@ from worker.jobs import Heartbeat, JobCancelled, failure_text
 log = logging.getLogger("suggestlab.worker")
 
 
-def encoder_setting(device_type: str, project: ProjectSettings) -> dict[str, Any]:
+def encoder_setting(device_type: str, project: ProjectSettings, pool_images: int) -> dict[str, Any]:
     from models.representation import setting_for
 
-    return setting_for(device_type, project.representation_epochs)
+    return setting_for(
+        device_type, project.representation_epochs, pool_images=pool_images, image_size=project.image_size
+    )
 
 
 def _key(project_id: int, representation_id: int, name: str) -> str:
@@ -163,7 +165,7 @@ def train_representation(representation_id: int, settings: Settings) -> None:
             cache = pixel_cache(settings.data_dir, project_id, project_settings.image_size, project_settings.channels)
             x = cache.load(storage, [r[1] for r in pool])
             device = select_device(settings.torch_device)
-            setting = encoder_setting(device.type, project_settings)
+            setting = encoder_setting(device.type, project_settings, len(pool))
             if settings.representation_time_budget_s is not None:
                 setting["time_budget_s"] = settings.representation_time_budget_s
             report("training", 0.02, force=True)
@@ -187,6 +189,7 @@ def train_representation(representation_id: int, settings: Settings) -> None:
                 # Fractional when the time budget stopped an epoch part way (a very large pool).
                 "passes": round(history.steps / history.steps_per_epoch, 3),
                 "seconds": round(time.monotonic() - started, 1),
+                "time_budget_s": setting.get("time_budget_s"),
                 "loss_first_last": [round(history.losses[0], 4), round(history.losses[-1], 4)],
                 "widths": list(setting["widths"]),
                 "patches": bool(setting.get("patches", False)),

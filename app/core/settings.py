@@ -75,8 +75,9 @@ class Settings(BaseSettings):
     embedded_worker: bool | None = None
     auto_migrate: bool = True
     torch_device: str = "auto"
-    # Caps one representation job's training time (seconds); None: the device's setting
-    # (8 minutes on a CPU, 12 on a GPU).
+    # Caps one representation job's training time (seconds); None: the device's setting (12 minutes
+    # on a GPU; on a CPU 8 minutes up to 5,000 images of 28x28, in proportion to the pool's pixels
+    # above that, at most 30: models.representation.pool_time_budget).
     representation_time_budget_s: float | None = None
     # A queued representation job starts once no pool image has arrived for this long (at most
     # representation_settle_max_seconds after it was picked up), so a dataset uploaded as several

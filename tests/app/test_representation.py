@@ -43,6 +43,8 @@ def test_representation_trains_in_the_background_and_rounds_select_in_it(sqlite_
     ready = wait_representation_done(engineer, pid)
     assert ready["status"] == "ready", ready
     assert ready["pool_size"] == 200 and 1 <= ready["metrics"]["epochs"] <= 3
+    # The service's budget (the test services set 8 s) wins over the one the pool would get.
+    assert ready["metrics"]["time_budget_s"] == 8.0
     assert ready["metrics"]["loss_first_last"][1] <= ready["metrics"]["loss_first_last"][0] + 0.5
     names = {
         i["id"]: i["original_name"]

@@ -675,6 +675,26 @@ def test_each_device_setting_builds_its_own_encoder_and_cache_name() -> None:
     assert setting_for("cpu")["colour"]["hue"] == 0.5
 
 
+def test_a_cpu_representation_budget_grows_with_the_pools_pixels_up_to_half_an_hour() -> None:
+    from app.projects.schemas import ProjectSettings
+    from models.representation import CPU_BUDGET_CAP_S, setting_for
+    from worker.representation import encoder_setting
+
+    flat = setting_for("cpu")["time_budget_s"]
+    # The promise's pool (5,000 of 28x28 within 10 minutes) and anything smaller keep the flat budget.
+    assert setting_for("cpu", pool_images=5_000, image_size=28)["time_budget_s"] == flat
+    assert setting_for("cpu", pool_images=300, image_size=64)["time_budget_s"] == flat
+    # 8,000 images of 32x32 are 2.09 times its pixels; a million are capped.
+    rgb = encoder_setting("cpu", ProjectSettings(image_size=32, channels=3), 8_000)["time_budget_s"]
+    assert rgb == pytest.approx(flat * 8_000 * 32 * 32 / (5_000 * 28 * 28))
+    assert setting_for("cpu", pool_images=1_000_000, image_size=28)["time_budget_s"] == CPU_BUDGET_CAP_S
+    # A GPU's budget binds only on very large pools (the 1M target) and stays as it is.
+    assert (
+        setting_for("cuda", pool_images=1_000_000, image_size=28)["time_budget_s"]
+        == setting_for("cuda")["time_budget_s"]
+    )
+
+
 def test_inference_with_batchnorm_folded_predicts_what_the_network_predicts() -> None:
     from models.nets.classifier import SmallCNN
     from models.representation import ConvEncoder
