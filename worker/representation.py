@@ -183,13 +183,14 @@ def train_representation(representation_id: int, settings: Settings) -> None:
             save_features(storage, features_key, ids, features)
             history = model.history
             assert history is not None
+            budget = setting.get("time_budget_s")
             metrics = {
                 "device": device.type,
                 "epochs": history.epochs,
                 # Fractional when the time budget stopped an epoch part way (a very large pool).
                 "passes": round(history.steps / history.steps_per_epoch, 3),
                 "seconds": round(time.monotonic() - started, 1),
-                "time_budget_s": setting.get("time_budget_s"),
+                "time_budget_s": None if budget is None else round(budget, 1),
                 "loss_first_last": [round(history.losses[0], 4), round(history.losses[-1], 4)],
                 "widths": list(setting["widths"]),
                 "patches": bool(setting.get("patches", False)),
