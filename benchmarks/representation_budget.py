@@ -29,6 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.learner_compare import fmt, interval  # noqa: E402
 from models.simulate import load_simulation_data  # noqa: E402
 
 FLAT_BUDGET_S = 480.0
@@ -64,10 +65,6 @@ def learn(data: Any, budget_s: float, cache: Path) -> tuple[np.ndarray, np.ndarr
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(path, pool=pool, test=test, info=json.dumps(info))
     return pool, test, info
-
-
-def interval(values: list[float]) -> float:
-    return 1.96 * float(np.std(values, ddof=1)) / np.sqrt(len(values)) if len(values) > 1 else 0.0
 
 
 def main() -> int:
@@ -121,9 +118,9 @@ def main() -> int:
                         blocks=blocks,
                     )
                     scores[arm].append(float((learner.predict_proba(test).argmax(1) == data.test_y).mean()))
-            gain = [100 * (s - f) for s, f in zip(scores["scaled"], scores["flat"], strict=True)]
-            cells = [f"{np.mean(scores[arm]):.3f} ± {interval(scores[arm]):.3f}" for arm in arms]
-            print(f"| {budget} | " + " | ".join(cells) + f" | {np.mean(gain):+.2f} ± {interval(gain):.2f} |")
+            gain, gain_half = interval([100 * (s - f) for s, f in zip(scores["scaled"], scores["flat"], strict=True)])
+            cells = [fmt(*interval(scores[arm])) for arm in arms]
+            print(f"| {budget} | " + " | ".join(cells) + f" | {gain:+.2f} ± {gain_half:.2f} |")
         sys.stdout.flush()
     return 0
 
