@@ -1,6 +1,6 @@
 """Image data that needs no download: MNIST-5k and sklearn digits (shipped in installed packages),
 shapes10k (procedural RGB, app.shapes) and the held-out sets glyphs10k, glyphs10k-rgb and
-symbols10k-rgb (app.glyphs)."""
+symbols10k-rgb (app.glyphs) and textures10k-rgb (app.textures)."""
 
 from __future__ import annotations
 
@@ -56,10 +56,15 @@ def load_dataset(name: str) -> Dataset:
 
         images, labels = glyphs.generate_symbols(10_000, seed=0)
         return Dataset(name, images, labels, list(glyphs.SYMBOL_NAMES), 32)
+    if name == "textures10k-rgb":
+        from app import textures
+
+        images, labels = textures.generate(10_000, seed=0)
+        return Dataset(name, images, labels, list(textures.CLASSES), textures.SIZE)
     raise ValueError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}")
 
 
-DATASETS = ("mnist5k", "digits", "shapes10k", "glyphs10k", "glyphs10k-rgb", "symbols10k-rgb")
+DATASETS = ("mnist5k", "digits", "shapes10k", "glyphs10k", "glyphs10k-rgb", "symbols10k-rgb", "textures10k-rgb")
 
 
 def png_bytes(image: np.ndarray) -> bytes:

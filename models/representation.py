@@ -93,6 +93,7 @@ def setting_tag(setting: dict[str, Any]) -> str:
         f"{'-'.join(map(str, setting['widths']))}-{setting['epochs']}"
         f"-t{setting['temperature']}-c{colour['strength']}-{colour['hue']}-{colour['grayscale_p']}"
         + ("-patches" if setting.get("patches") else "")
+        + ("-axis" if setting.get("patches") and setting.get("patch_colour_axis") else "")
         + ("-bf16" if setting.get("bfloat16") else "")
     )
 
@@ -311,6 +312,8 @@ class SimCLR:
         augmentation: how two views of a batch are drawn; None: `default_augmentation()`.
         patches: learn a patch representation (models.patches) first and make the encoder a
             JointEncoder of both; the time budget covers both.
+        patch_colour_axis: the patch block reads each colour patch along its own dominant colour
+            axis (`models.patches.colour_axis`); no effect on grayscale pools.
     """
 
     def __init__(
@@ -328,6 +331,7 @@ class SimCLR:
         mixed_precision: bool | None = None,
         augmentation: Augmentation | None = None,
         patches: bool = False,
+        patch_colour_axis: bool = False,
     ) -> None:
         self.widths = tuple(widths)
         self.projection_dim = projection_dim
@@ -341,6 +345,7 @@ class SimCLR:
         self.mixed_precision = mixed_precision
         self.augmentation = augmentation
         self.patches = patches
+        self.patch_colour_axis = patch_colour_axis
         self.encoder: nn.Module | None = None
         self.history: SimCLRHistory | None = None
 
@@ -359,6 +364,7 @@ class SimCLR:
             mixed_precision=setting.get("bfloat16"),
             augmentation=default_augmentation(**setting["colour"]),
             patches=bool(setting.get("patches", False)),
+            patch_colour_axis=bool(setting.get("patch_colour_axis", False)),
         )
 
     def fit(self, x: Pixels, *, progress: ProgressFn | None = None) -> SimCLR:
@@ -372,7 +378,13 @@ class SimCLR:
         if self.patches:
             from models.patches import fit_patch_encoder
 
-            patch_encoder = fit_patch_encoder(x, seed=self.seed, device=device, progress=lambda f: report(0.1 * f))
+            patch_encoder = fit_patch_encoder(
+                x,
+                seed=self.seed,
+                colour_axis=self.patch_colour_axis,
+                device=device,
+                progress=lambda f: report(0.1 * f),
+            )
         # One deadline for the whole fit: the patch block, the set-up and SimCLR's steps all count.
         deadline = None if self.time_budget_s is None else started + self.time_budget_s
         seed_everything(self.seed)
@@ -529,7 +541,12 @@ def build_encoder(config: dict[str, Any]) -> nn.Module:
         return JointEncoder(build_encoder(config["conv"]), build_encoder(config["patches"]))
     if kind == "patches":
         return PatchEncoder(
-            config["in_channels"], config["image_size"], n_centroids=config["n_centroids"], out_dim=config["out_dim"]
+            config["in_channels"],
+            config["image_size"],
+            n_centroids=config["n_centroids"],
+            out_dim=config["out_dim"],
+            # Encoders stored before the colour axis existed read RGB patches as they were learned.
+            colour_axis=bool(config.get("colour_axis", False)),
         )
     if kind == "conv":
         return ConvEncoder(config["in_channels"], config["widths"])

@@ -1,4 +1,4 @@
-"""The held-out letter sets are frozen: the same seed always draws the same images."""
+"""The held-out sets are frozen: the same seed always draws the same images."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import features
 
-from app import glyphs
+from app import glyphs, textures
 
 
 @pytest.mark.parametrize("rgb", [False, True])
@@ -42,3 +42,12 @@ def test_symbols_are_balanced_seeded_drawn_and_pinned() -> None:
     if features.version("freetype2") != glyphs.FROZEN_FREETYPE:
         pytest.skip(f"pinned with FreeType {glyphs.FROZEN_FREETYPE}; glyph rasters differ between versions")
     assert glyphs.digest(images, labels) == glyphs.FROZEN_HEAD_500["symbols10k-rgb"]
+
+
+def test_textures_are_balanced_seeded_and_pinned() -> None:
+    images, labels = textures.generate(10_000, seed=0, first=500)
+    again, _ = textures.generate(10_000, seed=0, first=50)
+    assert images.shape == (500, 32, 32, 3) and images.dtype == np.uint8 and np.array_equal(images[:50], again)
+    _, whole_labels = textures.generate(200, seed=3)
+    assert np.bincount(whole_labels, minlength=10).tolist() == [20] * 10
+    assert textures.digest(images, labels) == textures.FROZEN_HEAD_500

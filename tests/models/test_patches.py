@@ -161,3 +161,55 @@ def test_a_fine_tuned_joint_encoder_starts_at_the_head_and_survives_the_challeng
         with torch.no_grad():
             again = loaded.networks["fine-tuned"](torch.as_tensor(x[:16])).numpy()
     np.testing.assert_allclose(again, start, atol=1e-5)
+
+
+def _two_colour_stripes(y: np.ndarray, size: int = 16, seed: int = 0) -> np.ndarray:
+    """Stripes as `_stripes`, but between two random colours: the class is the orientation, and the
+    colours, like the ground of the RGB benchmarks, tell nothing."""
+    rng = np.random.default_rng(seed)
+    grid = np.arange(size)
+    out = np.empty((len(y), 3, size, size), np.float32)
+    for i, label in enumerate(y):
+        period = rng.integers(3, 6)
+        wave = (np.sin(2 * np.pi * (grid + rng.random() * period) / period) > 0).astype(np.float32)
+        pattern = np.tile(wave[:, None], (1, size)) if label == 0 else np.tile(wave[None, :], (size, 1))
+        ink, ground = rng.uniform(0, 1, (2, 3, 1, 1))
+        out[i] = np.clip(ground + (ink - ground) * pattern + rng.normal(0, 0.03, (3, size, size)), 0, 1)
+    return out
+
+
+def test_colour_axis_patches_read_contrast_whatever_the_colours_and_leave_grayscale_alone() -> None:
+    y = np.random.default_rng(8).integers(0, 2, 300)
+    x = _two_colour_stripes(y, seed=9)
+    kwargs = {"seed": 0, "n_centroids": 48, "out_dim": 16, "n_patches": 4000, "n_images_for_pca": 200}
+    axis = fit_patch_encoder(x, colour_axis=True, **kwargs)
+    plain = fit_patch_encoder(x, **kwargs)
+    assert axis.colour_axis and not plain.colour_axis
+    assert axis.whitening.shape == (36, 36) and plain.whitening.shape == (108, 108)
+    # The same picture with its channels swapped is the same contrast along its own colour axis.
+    swapped = np.ascontiguousarray(x[:, [2, 0, 1]])
+    np.testing.assert_allclose(encode(axis, swapped), encode(axis, x), rtol=1e-3, atol=1e-3)
+    assert not np.allclose(encode(plain, swapped), encode(plain, x), rtol=1e-3, atol=1e-3)
+    features = encode(axis, x)
+    train, test = np.arange(100), np.arange(100, 300)
+    head = fit_head(features[train], y[train], 2, pool_features=features)
+    assert (head.predict_proba(features[test]).argmax(1) == y[test]).mean() > 0.95
+
+    # One channel has one axis: a grayscale encoder asked for the colour axis is the paper's.
+    gray = x.mean(1, keepdims=True)
+    gray_axis = fit_patch_encoder(gray, colour_axis=True, **kwargs)
+    assert not gray_axis.colour_axis
+    np.testing.assert_array_equal(encode(gray_axis, gray), encode(fit_patch_encoder(gray, **kwargs), gray))
+
+
+def test_a_colour_axis_encoder_survives_its_config_and_older_configs_read_rgb_patches() -> None:
+    x = _two_colour_stripes(np.random.default_rng(10).integers(0, 2, 60), seed=11)
+    encoder = fit_patch_encoder(x, colour_axis=True, n_centroids=8, out_dim=4, n_patches=500, n_images_for_pca=40)
+    config = encoder_config(encoder)
+    assert config["colour_axis"] is True
+    rebuilt = build_encoder(config)
+    rebuilt.load_state_dict(encoder.state_dict())
+    np.testing.assert_array_equal(encode(rebuilt, x), encode(encoder, x))
+    # A config stored before the colour axis existed has no such key: its encoder reads RGB patches.
+    older = {key: value for key, value in config.items() if key != "colour_axis"}
+    assert build_encoder(older).whitening.shape == (108, 108)
