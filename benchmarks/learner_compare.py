@@ -20,6 +20,7 @@ import json
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,6 +47,33 @@ def interval(values: list[float]) -> tuple[float, float]:
 
 def fmt(mean: float, half: float) -> str:
     return f"{mean:.3f} ± {half:.3f}" if np.isfinite(half) else f"{mean:.3f}"
+
+
+def paired_learner_row(
+    data: Any,
+    arms: dict[str, tuple[np.ndarray, np.ndarray]],
+    graphs: dict[str, Any],
+    budget: int,
+    seeds: int,
+    blocks: Any,
+) -> str:
+    """A table row for two representations of one dataset (`arms`: name -> (pool, test) features):
+    the test accuracy of the learner a round fits (models.learner.fit_learner) on the same random
+    labels for both, per seed; each arm's mean ± 95% interval, then second - first paired by seed."""
+    from models.learner import fit_learner
+
+    scores: dict[str, list[float]] = {arm: [] for arm in arms}
+    for seed in range(seeds):
+        labelled = np.random.default_rng(seed).choice(len(data.pool_y), budget, replace=False)
+        for arm, (pool, test) in arms.items():
+            learner = fit_learner(
+                pool, labelled, data.pool_y[labelled], len(data.classes), graph=graphs[arm], seed=seed, blocks=blocks
+            )
+            scores[arm].append(float((learner.predict_proba(test).argmax(1) == data.test_y).mean()))
+    first, second = scores.values()
+    gain, gain_half = interval([100 * (b - a) for a, b in zip(first, second, strict=True)])
+    cells = [fmt(*interval(scores[arm])) for arm in arms]
+    return f"| {budget} | " + " | ".join(cells) + f" | {gain:+.2f} ± {gain_half:.2f} |"
 
 
 def learner_table(dataset: str, regimes: list[str], suffix: str = "") -> list[str]:

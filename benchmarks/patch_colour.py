@@ -45,7 +45,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.learner_compare import fmt, interval  # noqa: E402
+from benchmarks.learner_compare import paired_learner_row  # noqa: E402
 from models.simulate import load_simulation_data  # noqa: E402
 
 ARMS = ("paper", "colour-axis")
@@ -101,7 +101,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from benchmarks.representation_1m import device_name
-    from models.learner import PoolGraph, fit_learner
+    from models.learner import PoolGraph
     from models.representation import feature_blocks, setting_for
 
     blocks = feature_blocks(setting_for("cpu"))
@@ -129,24 +129,7 @@ def main() -> int:
         print("|---|---|---|---|")
         graphs = {arm: PoolGraph.build(pool) for arm, (pool, _) in arms.items()}
         for budget in [int(b) for b in args.labels.split(",")]:
-            scores: dict[str, list[float]] = {arm: [] for arm in arms}
-            for seed in range(args.seeds):
-                labelled = np.random.default_rng(seed).choice(len(data.pool_y), budget, replace=False)
-                for arm, (pool, test) in arms.items():
-                    learner = fit_learner(
-                        pool,
-                        labelled,
-                        data.pool_y[labelled],
-                        len(data.classes),
-                        graph=graphs[arm],
-                        seed=seed,
-                        blocks=blocks,
-                    )
-                    scores[arm].append(float((learner.predict_proba(test).argmax(1) == data.test_y).mean()))
-            paired = [100 * (a - p) for a, p in zip(scores["colour-axis"], scores["paper"], strict=True)]
-            gain, gain_half = interval(paired)
-            cells = [fmt(*interval(scores[arm])) for arm in arms]
-            print(f"| {budget} | " + " | ".join(cells) + f" | {gain:+.2f} ± {gain_half:.2f} |")
+            print(paired_learner_row(data, arms, graphs, budget, args.seeds, blocks))
             sys.stdout.flush()
     return 0
 

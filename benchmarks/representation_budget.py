@@ -29,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.learner_compare import fmt, interval  # noqa: E402
+from benchmarks.learner_compare import paired_learner_row  # noqa: E402
 from models.simulate import load_simulation_data  # noqa: E402
 
 FLAT_BUDGET_S = 480.0
@@ -76,7 +76,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from benchmarks.representation_1m import device_name
-    from models.learner import PoolGraph, fit_learner
+    from models.learner import PoolGraph
     from models.representation import feature_blocks, pool_time_budget, setting_for
 
     blocks = feature_blocks(setting_for("cpu"))
@@ -102,25 +102,10 @@ def main() -> int:
         print()
         print("| labels | flat 480 s | pool-scaled | scaled - flat (points) |")
         print("|---|---|---|---|")
-        graphs = {arm: PoolGraph.build(pool) for arm, (pool, _, _) in arms.items()}
+        features = {arm: (pool, test) for arm, (pool, test, _) in arms.items()}
+        graphs = {arm: PoolGraph.build(pool) for arm, (pool, _) in features.items()}
         for budget in [int(b) for b in args.labels.split(",")]:
-            scores: dict[str, list[float]] = {arm: [] for arm in arms}
-            for seed in range(args.seeds):
-                labelled = np.random.default_rng(seed).choice(len(data.pool_y), budget, replace=False)
-                for arm, (pool, test, _) in arms.items():
-                    learner = fit_learner(
-                        pool,
-                        labelled,
-                        data.pool_y[labelled],
-                        len(data.classes),
-                        graph=graphs[arm],
-                        seed=seed,
-                        blocks=blocks,
-                    )
-                    scores[arm].append(float((learner.predict_proba(test).argmax(1) == data.test_y).mean()))
-            gain, gain_half = interval([100 * (s - f) for s, f in zip(scores["scaled"], scores["flat"], strict=True)])
-            cells = [fmt(*interval(scores[arm])) for arm in arms]
-            print(f"| {budget} | " + " | ".join(cells) + f" | {gain:+.2f} ± {gain_half:.2f} |")
+            print(paired_learner_row(data, features, graphs, budget, args.seeds, blocks))
         sys.stdout.flush()
     return 0
 

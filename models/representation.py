@@ -64,6 +64,13 @@ REPLAN_STEPS = 10
 # CPU setting's SimCLR stayed near chance on a held-out cluttered RGB set (symbols10k-rgb: a head with
 # 1,000 random labels 0.190 on SimCLR alone, 0.479 on the joint features; MNIST-5k at 100 labels 0.927
 # -> 0.935; benchmarks/results/representation_joint.md). Not measured on a GPU; on there for one design.
+#
+# "patch_colour_axis": the patch block reads each colour patch along that patch's own dominant colour
+# axis (models.patches.colour_axis), so its dictionary holds shapes of contrast, not colour pairs.
+# Adopted on 2026-12-07 by the second of two rules in benchmarks/patch_colour.py: the first (shapes10k,
+# the tuning set, a mean of +1.0 point over 100 / 300 / 1,000 labels) failed at +0.42; the held-out
+# RGB sets then gained +1.0 to +20.4 points, and a set made after that run (textures10k-rgb) decided
+# alone: +2.9 / +3.6 / +9.5. Grayscale pools are unchanged; encoders stored before it keep RGB patches.
 SETTINGS: dict[str, dict[str, Any]] = {
     "cpu": {
         "widths": (32, 64, 128),
@@ -73,6 +80,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "temperature": 0.5,
         "colour": {"strength": 1.0, "hue": 0.5, "grayscale_p": 0.5},
         "patches": True,
+        "patch_colour_axis": True,
     },
     "cuda": {
         "widths": (64, 128, 256),
@@ -82,6 +90,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "temperature": 0.2,
         "colour": {"strength": 0.8, "hue": 0.2, "grayscale_p": 0.2},
         "patches": True,
+        "patch_colour_axis": True,
     },
 }
 

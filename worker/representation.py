@@ -194,6 +194,8 @@ def train_representation(representation_id: int, settings: Settings) -> None:
                 "loss_first_last": [round(history.losses[0], 4), round(history.losses[-1], 4)],
                 "widths": list(setting["widths"]),
                 "patches": bool(setting.get("patches", False)),
+                # False for a grayscale pool whatever the setting: one channel has one colour axis.
+                "patch_colour_axis": bool(getattr(getattr(model.encoder, "patches", None), "colour_axis", False)),
                 "precision": "bfloat16" if setting.get("bfloat16") else "float32",
                 "feature_dim": int(features.shape[1]),
             }

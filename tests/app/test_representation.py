@@ -45,6 +45,8 @@ def test_representation_trains_in_the_background_and_rounds_select_in_it(sqlite_
     assert ready["pool_size"] == 200 and 1 <= ready["metrics"]["epochs"] <= 3
     # The service's budget (the test services set 8 s) wins over the one the pool would get.
     assert ready["metrics"]["time_budget_s"] == 8.0
+    # Digits are grayscale: one channel has one colour axis, so the patch block is the paper's.
+    assert ready["metrics"]["patch_colour_axis"] is False
     assert ready["metrics"]["loss_first_last"][1] <= ready["metrics"]["loss_first_last"][0] + 0.5
     names = {
         i["id"]: i["original_name"]

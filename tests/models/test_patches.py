@@ -213,3 +213,16 @@ def test_a_colour_axis_encoder_survives_its_config_and_older_configs_read_rgb_pa
     # A config stored before the colour axis existed has no such key: its encoder reads RGB patches.
     older = {key: value for key, value in config.items() if key != "colour_axis"}
     assert build_encoder(older).whitening.shape == (108, 108)
+
+
+def test_both_settings_read_colour_patches_along_their_axis() -> None:
+    from models.representation import setting_for, setting_tag
+
+    x = _two_colour_stripes(np.random.default_rng(12).integers(0, 2, 64), seed=13)
+    for device_type in ("cpu", "cuda"):
+        setting = setting_for(device_type, epochs=1) | {"widths": (8, 16, 16), "batch_size": 32}
+        assert setting["patch_colour_axis"] is True and setting_tag(setting).endswith(
+            "-patches-axis" + ("-bf16" if setting["bfloat16"] else "")
+        )
+        model = SimCLR.from_setting(setting, seed=0, device=CPU).fit(x)
+        assert isinstance(model.encoder, JointEncoder) and model.encoder.patches.colour_axis
