@@ -2,11 +2,11 @@
 one change (the patch block's colour axis, benchmarks/patch_colour.py) on data generated after every
 other set had been run with it, and pinned before any run on it.
 
-32x32 RGB. Each image is one pattern in two random colours (stripes, checker, dots, rings, zigzag,
-crosshatch, bricks, waves, scales, plaid) at a random scale and angle, filling a soft-edged random
-region of a smooth colour ground (app.glyphs' blotchy ground), with clutter strokes and blobs over
-it and pixel noise. Colour never tells the class; the pattern's local structure does. Drawn at 4x
-and downsampled.
+32x32 RGB. Each image is one pattern (stripes, checker, dots, rings, zigzag, crosshatch, bricks,
+waves, scales, plaid) in two random colours (plaid adds a third) at a random scale and angle,
+filling a soft-edged random region of a smooth colour ground (app.glyphs' blotchy ground), with
+clutter strokes and blobs over it and pixel noise. Colour never tells the class; the pattern's local
+structure does. Drawn at 4x and downsampled.
 """
 
 from __future__ import annotations

@@ -16,8 +16,10 @@ colours are. With RGB patches, k-means spent its centroids on colour pairs: on s
 tuning set; shapes in random colours on cluttered colour ground) a probe of the block alone went
 from 0.180 / 0.225 / 0.278 to 0.241 / 0.308 / 0.388 with 100 / 300 / 1,000 labels, and the block
 took 25 s to learn instead of 35 (a scratch probe on 2026-12-07; the product's measurement is
-benchmarks/results/patch_colour.md). Colour itself is then left to SimCLR's block. Grayscale
-images have one axis, so their encoder is the paper's, unchanged.
+benchmarks/results/patch_colour.md). Colour itself is then read by SimCLR's block, whose
+augmentations make it partly blind to colour (to hue wholly on the CPU setting), and by the CNN
+challenger from 30 labels per class. Grayscale images have one axis, so their encoder is the
+paper's, unchanged.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def geometry(image_size: int) -> tuple[int, int]:
 def colour_axis(patches: torch.Tensor, channels: int, iterations: int = 6) -> torch.Tensor:
     """[..., C*P*P] channel-major patches -> [..., P*P]: each patch's pixels projected on its dominant
     colour axis, signed so that the axis points towards white (power iteration from the grey axis,
-    batched: an eigendecomposition per patch was the slow part)."""
+    batched over every patch at once)."""
     x = patches.reshape(*patches.shape[:-1], channels, -1)
     x = x - x.mean(-1, keepdim=True)
     covariance = x @ x.transpose(-1, -2)
