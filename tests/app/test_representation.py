@@ -93,6 +93,46 @@ def test_representation_trains_in_the_background_and_rounds_select_in_it(sqlite_
     assert engineer.post(f"/projects/{pid}/representations").status_code == 409
 
 
+def test_an_rgb_pool_gets_a_patch_block_that_reads_colour_along_each_patchs_axis(sqlite_service: LiveService) -> None:
+    from app import textures
+    from app.datasets import Dataset, to_zip
+
+    images, labels = textures.generate(10_000, seed=0, first=230)
+    dataset = Dataset("textures10k-rgb", images, labels, list(textures.CLASSES), textures.SIZE)
+    eng_id, eng = sqlite_service.new_user("engineer")
+    engineer = sqlite_service.client(eng)
+    project = create_project(
+        sqlite_service.admin,
+        members=[eng_id],
+        classes=list(textures.CLASSES),
+        channels=3,
+        image_size=textures.SIZE,
+        representation_epochs=1,
+    )
+    pid = project["id"]
+    pool = to_zip(dataset, np.arange(180), with_labels=False)
+    assert upload(sqlite_service.admin, pid, [("pool.zip", pool)]).status_code == 200
+    validation = to_zip(dataset, np.arange(180, 230), with_labels=True)
+    assert upload(sqlite_service.admin, pid, [("val.zip", validation)], split="validation").status_code == 200
+
+    ready = wait_representation_done(engineer, pid)
+    assert ready["status"] == "ready", ready
+    assert ready["pool_size"] == 180 and ready["metrics"]["patches"] is True
+    # Three channels: the patch block learns its dictionary on each patch's contrast along its own
+    # dominant colour axis, as both settings ask, not on RGB triples.
+    assert ready["metrics"]["patch_colour_axis"] is True
+
+    listed = engineer.get(f"/projects/{pid}/images", params={"per_page": 500, "split": "pool"}).json()["data"]
+    pool_ids = {i["id"] for i in listed}
+    state = wait_for_round(engineer, engineer.post(f"/projects/{pid}/rounds", json={"batch_size": 10}).json()["id"])
+    assert state["status"] == "ready", state
+    used = state["metrics"]["representation"]
+    assert used["kind"] == "simclr" and used["id"] == ready["id"]
+    assert used["blocks"] == [ready["metrics"]["widths"][-1], 128]
+    picks = engineer.get(f"/rounds/{state['id']}/suggestions").json()["data"]
+    assert len(picks) == 10 and {p["image_id"] for p in picks} <= pool_ids
+
+
 def _wait_for_next_challenger(client, round_id: int, timeout: float = 120) -> dict:  # type: ignore[no-untyped-def]
     """The round's metrics once the challenger fitted after it was written is recorded."""
     deadline = time.monotonic() + timeout
