@@ -1,6 +1,6 @@
 """Image data that needs no download: MNIST-5k and sklearn digits (shipped in installed packages),
 shapes10k (procedural RGB, app.shapes) and the held-out sets glyphs10k, glyphs10k-rgb and
-symbols10k-rgb (app.glyphs) and textures10k-rgb (app.textures)."""
+symbols10k-rgb (app.glyphs), textures10k-rgb (app.textures) and objects10k-rgb (app.objects)."""
 
 from __future__ import annotations
 
@@ -61,10 +61,24 @@ def load_dataset(name: str) -> Dataset:
 
         images, labels = textures.generate(10_000, seed=0)
         return Dataset(name, images, labels, list(textures.CLASSES), textures.SIZE)
+    if name == "objects10k-rgb":
+        from app import objects
+
+        images, labels = objects.generate(10_000, seed=0)
+        return Dataset(name, images, labels, list(objects.CLASSES), objects.SIZE)
     raise ValueError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}")
 
 
-DATASETS = ("mnist5k", "digits", "shapes10k", "glyphs10k", "glyphs10k-rgb", "symbols10k-rgb", "textures10k-rgb")
+DATASETS = (
+    "mnist5k",
+    "digits",
+    "shapes10k",
+    "glyphs10k",
+    "glyphs10k-rgb",
+    "symbols10k-rgb",
+    "textures10k-rgb",
+    "objects10k-rgb",
+)
 
 
 def png_bytes(image: np.ndarray) -> bytes:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image as PILImage
@@ -109,8 +110,16 @@ def _draw(label: int, rng: np.random.Generator) -> np.ndarray:
     image = _blotchy_ground(rng, canvas)
     ink, paper = _colour(rng, value=(0.3, 1.0)), _colour(rng, value=(0.3, 1.0))
     image.paste(_pattern(CLASSES[label], rng, canvas, ink, paper), (0, 0), _region(rng, canvas))
-    draw = ImageDraw.Draw(image)
-    for _ in range(int(rng.integers(1, 5))):
+    clutter(ImageDraw.Draw(image), rng, canvas, int(rng.integers(1, 5)))
+    small = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 0.9))).resize((SIZE, SIZE), PILImage.LANCZOS)
+    arr = np.asarray(small, dtype=np.float32)
+    arr += rng.normal(0, rng.uniform(1, 8), arr.shape)
+    return np.clip(arr, 0, 255).astype(np.uint8)
+
+
+def clutter(draw: ImageDraw.ImageDraw, rng: np.random.Generator, canvas: int, count: int) -> None:
+    """count strokes and blobs in random colours."""
+    for _ in range(count):
         x0, y0 = rng.uniform(0, canvas, 2)
         if rng.random() < 0.6:
             x1, y1 = rng.uniform(0, canvas, 2)
@@ -118,19 +127,27 @@ def _draw(label: int, rng: np.random.Generator) -> np.ndarray:
         else:
             r = rng.uniform(4, 12)
             draw.ellipse([x0 - r, y0 - r * rng.uniform(0.3, 1), x0 + r, y0 + r], fill=_colour(rng))
-    small = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 0.9))).resize((SIZE, SIZE), PILImage.LANCZOS)
-    arr = np.asarray(small, dtype=np.float32)
-    arr += rng.normal(0, rng.uniform(1, 8), arr.shape)
-    return np.clip(arr, 0, 255).astype(np.uint8)
+
+
+def draw_set(
+    draw: Callable[[int, np.random.Generator], np.ndarray],
+    n_classes: int,
+    n: int,
+    seed: int,
+    salt: int,
+    first: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """n images and labels [n], balanced, shuffled; with `first`, only the first that many of the same
+    set: each image has its own generator ([seed, index, salt]), so a prefix costs only its images."""
+    rng = np.random.default_rng([seed, salt])
+    labels = rng.permutation(np.arange(n) % n_classes)[: n if first is None else first]
+    images = [draw(int(label), np.random.default_rng([seed, i, salt])) for i, label in enumerate(labels)]
+    return np.stack(images), labels.astype(np.int64)
 
 
 def generate(n: int = 10_000, seed: int = 0, *, first: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """n images [n, 32, 32, 3] uint8 and labels [n], balanced, shuffled; with `first`, only the first
-    that many of the same set (each image depends on the seed and its index alone)."""
-    rng = np.random.default_rng([seed, 13])
-    labels = rng.permutation(np.arange(n) % len(CLASSES))[: n if first is None else first]
-    images = [_draw(int(label), np.random.default_rng([seed, i, 13])) for i, label in enumerate(labels)]
-    return np.stack(images), labels.astype(np.int64)
+    """n images [n, 32, 32, 3] uint8 and labels [n], balanced, shuffled (see draw_set)."""
+    return draw_set(_draw, len(CLASSES), n, seed, 13, first)
 
 
 def digest(images: np.ndarray, labels: np.ndarray) -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 import pytest
 from PIL import features
 
-from app import glyphs, textures
+from app import glyphs, objects, textures
 
 
 @pytest.mark.parametrize("rgb", [False, True])
@@ -44,10 +46,11 @@ def test_symbols_are_balanced_seeded_drawn_and_pinned() -> None:
     assert glyphs.digest(images, labels) == glyphs.FROZEN_HEAD_500["symbols10k-rgb"]
 
 
-def test_textures_are_balanced_seeded_and_pinned() -> None:
-    images, labels = textures.generate(10_000, seed=0, first=500)
-    again, _ = textures.generate(10_000, seed=0, first=50)
+@pytest.mark.parametrize("module", [textures, objects], ids=["textures10k-rgb", "objects10k-rgb"])
+def test_held_out_rgb_sets_are_balanced_seeded_and_pinned(module: ModuleType) -> None:
+    images, labels = module.generate(10_000, seed=0, first=500)
+    again, _ = module.generate(10_000, seed=0, first=50)
     assert images.shape == (500, 32, 32, 3) and images.dtype == np.uint8 and np.array_equal(images[:50], again)
-    _, whole_labels = textures.generate(200, seed=3)
+    _, whole_labels = module.generate(200, seed=3)
     assert np.bincount(whole_labels, minlength=10).tolist() == [20] * 10
-    assert textures.digest(images, labels) == textures.FROZEN_HEAD_500
+    assert module.digest(images, labels) == module.FROZEN_HEAD_500
