@@ -66,14 +66,18 @@ def test_representation_trains_in_the_background_and_rounds_select_in_it(sqlite_
             "encoded_now": 0,
             "pool_changed": 0.0,
             "refresh_requested": None,
-            # The worker's encoder is SimCLR's beside the patch features; the head may read either.
+            # The worker's encoder is SimCLR's beside the patch features; the task model averages
+            # read-outs on all of them and on each block.
             "blocks": [ready["metrics"]["widths"][-1], 128],
         }
         assert ready["metrics"]["patches"] is True and ready["metrics"]["feature_dim"] == sum(
             metrics["representation"]["blocks"]
         )
-        assert metrics["learner"]["mode"] in ("supervised", "propagated")
-        assert metrics["learner"]["held_out"] == "validation"
+        assert metrics["learner"]["mode"] == "ensemble" and metrics["learner"]["held_out"] == "validation"
+        members = metrics["learner"]["members"]
+        width = ready["metrics"]["widths"][-1]
+        assert [m["block"] for m in members] == [None, [0, width], [width, width + 128]]
+        assert all(m["mode"] in ("supervised", "propagated") and m["temperature"] > 0 for m in members)
         assert metrics["vae"]["trained"] is False and metrics["accuracy"] is not None
         picks = engineer.get(f"/rounds/{state['id']}/suggestions").json()["data"]
         assert len(picks) == 10 and not {p["image_id"] for p in picks} & labelled

@@ -13,8 +13,10 @@ from models.learner import (
     CNN_CHALLENGE_PER_CLASS,
     FeatureLearner,
     PoolGraph,
+    _refit,
     _row_blocks,
     challenge_with_cnn,
+    combine_heads,
     fine_tunable,
     fit_learner,
 )
@@ -285,19 +287,17 @@ def test_a_validation_split_chooses_the_read_out() -> None:
 @pytest.mark.parametrize(
     ("informative_first", "select_by"), [(True, "log-loss"), (False, "log-loss"), (True, "accuracy")]
 )
-def test_the_learner_reads_the_block_of_a_joint_representation_that_carries_the_class(
+def test_one_read_out_reads_the_block_of_a_joint_representation_that_carries_the_class(
     informative_first: bool, select_by: str
 ) -> None:
     # One block separates the classes; the other, 32 times wider, is noise, which a head on all
     # features must learn to ignore from 24 labels. The learner keeps the block that holds on held-out labels.
-    x, y = _blobs(150, n_classes=4, dim=8, spread=2.5, seed=3)
-    noise = np.random.default_rng(4).normal(0, 1, (len(y), 256)).astype(np.float32)
-    features = np.hstack([x, noise] if informative_first else [noise, x])
-    blocks = [8, 256] if informative_first else [256, 8]
-    span = [0, 8] if informative_first else [256, 264]
+    features, y, blocks, span = _informative_and_noise(informative_first)
     labelled = np.concatenate([np.flatnonzero(y == c)[:6] for c in range(4)])
     rest = np.setdiff1d(np.arange(len(y)), labelled)
-    learner = fit_learner(features, labelled, y[labelled], 4, seed=0, blocks=blocks, select_by=select_by)
+    learner = fit_learner(
+        features, labelled, y[labelled], 4, seed=0, blocks=blocks, select_by=select_by, read_out="one"
+    )
     assert learner.info["block"] == span
     outside = np.ones(264, dtype=bool)
     outside[slice(*span)] = False
@@ -314,11 +314,78 @@ def test_the_learner_reads_the_block_of_a_joint_representation_that_carries_the_
     # A validation split chooses the block the same way.
     held = rest[:80]
     validated = fit_learner(
-        features, labelled, y[labelled], 4, validation=(features[held], y[held]), blocks=blocks, select_by=select_by
+        features,
+        labelled,
+        y[labelled],
+        4,
+        validation=(features[held], y[held]),
+        blocks=blocks,
+        select_by=select_by,
+        read_out="one",
     )
     assert validated.info["held_out"] == "validation" and validated.info["block"] == span
     # Block sizes that do not add up to the features are ignored rather than misread.
     assert "block" not in fit_learner(features, labelled, y[labelled], 4, seed=0, blocks=[8, 8]).info
+
+
+def _informative_and_noise(informative_first: bool) -> tuple[np.ndarray, np.ndarray, list[int], list[int]]:
+    x, y = _blobs(150, n_classes=4, dim=8, spread=2.5, seed=3)
+    noise = np.random.default_rng(4).normal(0, 1, (len(y), 256)).astype(np.float32)
+    features = np.hstack([x, noise] if informative_first else [noise, x])
+    blocks = [8, 256] if informative_first else [256, 8]
+    span = [0, 8] if informative_first else [256, 264]
+    return features, y, blocks, span
+
+
+@pytest.mark.parametrize("informative_first", [True, False])
+def test_a_joint_representation_is_read_by_an_ensemble_whose_temperatures_damp_a_noise_block(
+    informative_first: bool,
+) -> None:
+    features, y, blocks, span = _informative_and_noise(informative_first)
+    labelled = np.concatenate([np.flatnonzero(y == c)[:6] for c in range(4)])
+    rest = np.setdiff1d(np.arange(len(y)), labelled)
+    learner = fit_learner(features, labelled, y[labelled], 4, seed=0, blocks=blocks)
+    assert learner.mode == "ensemble" and learner.info["chosen"] == "ensemble"
+    members = learner.info["members"]
+    assert isinstance(members, list) and [m["block"] for m in members] == [None, [0, blocks[0]], [blocks[0], 264]]
+    # A read-out on noise predicts its held-out labels badly, so its fitted temperature flattens it.
+    informative = next(m for m in members if m["block"] == span)
+    noise = next(m for m in members if m["block"] not in (None, span))
+    assert noise["temperature"] > 5 * informative["temperature"]
+    # auto's guard reads the ensemble's own held-out accuracy.
+    assert learner.held_out_accuracy() == learner.info["scores"]["ensemble"]  # type: ignore[index]
+
+    def accuracy(model: FeatureLearner) -> float:
+        return float((model.predict_proba(features[rest]).argmax(1) == y[rest]).mean())
+
+    one = fit_learner(features, labelled, y[labelled], 4, seed=0, blocks=blocks, read_out="one")
+    on_all = fit_learner(features, labelled, y[labelled], 4, seed=0)
+    assert accuracy(learner) >= accuracy(one) and accuracy(learner) > accuracy(on_all) + 0.05
+    # Refitted on the same labels (as the CNN challenge does on two thirds of them), the members give
+    # the same map.
+    refit = _refit(learner, features, PoolGraph.build(features), labelled, y[labelled], 4)
+    np.testing.assert_allclose(refit.logits(features), learner.head.logits(features), rtol=1e-6, atol=1e-6)
+    validated = fit_learner(
+        features, labelled, y[labelled], 4, validation=(features[rest[:80]], y[rest[:80]]), blocks=blocks
+    )
+    assert validated.mode == "ensemble" and validated.info["held_out"] == "validation"
+
+
+def test_combined_heads_are_one_linear_map_equal_to_the_mean_of_the_members_tempered_logits() -> None:
+    x, y = _blobs(40, n_classes=3, dim=12, seed=5)
+    heads = [
+        fit_head(x, y, 3, pool_features=x, c_grid=(0.3,), temperature=1.0),
+        fit_head(x, y, 3, pool_features=x, c_grid=(3.0,), temperature=1.0, block=slice(0, 5)),
+        fit_head(x, y, 3, pool_features=x, c_grid=(0.3,), temperature=1.0, block=slice(5, 12)),
+    ]
+    temperatures = [0.7, 2.0, 1.3]
+    combined = combine_heads(heads, temperatures, 1.5)
+    expected = np.mean([h.logits(x) / t for h, t in zip(heads, temperatures, strict=True)], axis=0)
+    np.testing.assert_allclose(combined.logits(x), expected, rtol=1e-9, atol=1e-9)
+    assert combined.temperature == 1.5
+    # snn climbs the same map in torch.
+    climbed = combined.torch_logits(torch.as_tensor(x, dtype=torch.float64)).numpy()
+    np.testing.assert_allclose(climbed, expected / 1.5, rtol=1e-9, atol=1e-9)
 
 
 def test_the_held_out_accuracy_is_the_chosen_read_outs() -> None:
