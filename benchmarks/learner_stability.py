@@ -15,7 +15,7 @@ with the blocks of the joint representation, as a round fits it.
     python benchmarks/learner_stability.py --datasets shapes10k,mnist5k --cache benchmarks/results/cache \
         > benchmarks/results/learner_stability.md
     python benchmarks/learner_stability.py --compare read_out --datasets textures10k-rgb \
-        --budgets 60,120,180,240,320,600,1000,2000 > benchmarks/results/learner_ensemble-textures10k-rgb.md
+        --labels 60,120,180,240,320,600,1000,2000 > benchmarks/results/learner_ensemble-textures10k-rgb.md
 """
 
 from __future__ import annotations
@@ -133,7 +133,8 @@ def main() -> int:
 
 
 def _read_out(info: dict) -> str:
-    members = info.get("members") or [{"mode": info["mode"], "c": info["c"], "block": info.get("block")}]
+    # Under two labels in some class the learner propagates with no choice made (no C recorded).
+    members = info.get("members") or [{"mode": info["mode"], "c": info.get("c", "-"), "block": info.get("block")}]
     return "+".join(
         f"{'all' if m['block'] is None else ('S' if m['block'][0] == 0 else 'P')}/{m['mode'][0]}{m['c']}"
         for m in members

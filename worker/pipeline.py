@@ -711,7 +711,7 @@ def _representation(
     info = {
         "kind": "simclr",
         "id": inputs.representation_id,
-        # SimCLR's and the patch features' widths, for a joint encoder: the head may read one alone.
+        # SimCLR's and the patch features' widths, for a joint encoder: the task model reads each block.
         "blocks": [encoder.conv.out_dim, encoder.patches.out_dim] if isinstance(encoder, JointEncoder) else None,
         "encoded_now": encoded,
         "pool_changed": round(pool.changed, 4),
