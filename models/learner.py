@@ -362,7 +362,7 @@ def fit_learner(
             features and on each block alone, their logits averaged (`_ensemble`).
         read_out: "ensemble" (the default) or "one": a single read-out on the block (or all
             features) that holds best, the task model before stop 46, kept for the benchmarks
-            that compare the two (benchmarks/learner_ensemble.py).
+            that compare the two (`benchmarks/learner_stability.py --compare read_out`).
         select_by: what the held-out comparison judges: "log-loss" (balanced negative
             log-likelihood after temperature) or "accuracy" (balanced). Accuracy counts a few hundred
             held-out right-or-wrong calls, and read-outs a point or two apart swapped places from
@@ -499,9 +499,11 @@ def _ensemble(
     alone) the read-out with the best held-out score, and their tempered logits averaged.
 
     Choosing one block instead swapped blocks on noise as labels grew: on textures10k-rgb the chosen
-    read-out was SimCLR's block alone at most budgets under 1,000 labels, 4 to 7 points below the
-    head on all features, and the average of the three read-outs was above every one of them at
-    every budget measured, by 2 to 5 points over the best (benchmarks/results/NOTES.md, stop 46)."""
+    read-out was SimCLR's block alone at most budgets under 1,000 labels, on average 0.4 to 5.3
+    points below the head on all features from 120 to 600 labels, and the average of the three
+    read-outs was above the best of them at every budget measured, by 1 to 5 points. Against the
+    single choice its mean over budgets rose on every set judged (benchmarks/results/
+    learner_ensemble-*.md; NOTES, stop 46)."""
     judge([(mode, c, span) for span in spans for mode, c in CANDIDATES])
     members: list[Key] = []
     for span in spans:
