@@ -87,9 +87,11 @@ def main() -> int:
             for j, budget in enumerate(budgets):
                 labelled = order[:budget]
                 for variant in variants:
-                    options = {"select_by": variant, "read_out": "one"} if args.compare == "select_by" else {}
-                    if args.compare == "read_out":
-                        options = {"read_out": variant}
+                    options = (
+                        {"select_by": variant, "read_out": "one"}
+                        if args.compare == "select_by"
+                        else {"read_out": variant}
+                    )
                     clock = time.monotonic()
                     learner = fit_learner(
                         pool,

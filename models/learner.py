@@ -275,15 +275,11 @@ def _fit(
 ) -> LinearHead:
     if mode == "propagated":
         # The pseudo-labels depend on the graph and the labels alone, not on the block a head reads.
+        cache = {} if propagated is None else propagated
         key = labelled_pos.tobytes() + labels.tobytes()
-        if propagated is None or key not in propagated:
-            spread = _propagated_set(graph, labelled_pos, labels, n_classes)
-            if propagated is None:
-                positions, targets = spread
-            else:
-                propagated[key] = spread
-        if propagated is not None:
-            positions, targets = propagated[key]
+        if key not in cache:
+            cache[key] = _propagated_set(graph, labelled_pos, labels, n_classes)
+        positions, targets = cache[key]
     else:
         positions, targets = labelled_pos, labels
     return fit_head(
