@@ -137,6 +137,9 @@ def rounds_benchmark(
             "waited_s": job["wall_s"],
             "epochs": (job["metrics"] or {}).get("epochs"),
             "seconds": (job["metrics"] or {}).get("seconds"),
+            # The rounds worker loads a new representation while the first batch is labelled (minutes
+            # for a person); the first warm round is requested once that is recorded.
+            "rounds_prepared": wait_prepared(client, pid),
         }
 
         names = image_names(client, pid)
@@ -208,6 +211,17 @@ def labelled_round(
     state, wall = wait_ready(client, created["id"])
     rounds.append({"wall_s": round(wall, 2), "metrics": _timings(state)})
     return int(created["id"])
+
+
+def wait_prepared(client: httpx.Client, project_id: int, timeout: float = 600) -> dict | None:
+    """The newest representation's `rounds_prepared` record (None if no rounds worker made one)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        newest = client.get(f"/projects/{project_id}/representations").json()["data"][0]
+        if "rounds_prepared" in (newest["metrics"] or {}):
+            return newest["metrics"]["rounds_prepared"]
+        time.sleep(0.2)
+    return None
 
 
 def wait_follow_up(client: httpx.Client, round_id: int, timeout: float = 600) -> dict | None:

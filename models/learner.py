@@ -172,11 +172,14 @@ def fine_tunable(encoder: Any, head: LinearHead) -> Any:
 
 @dataclass
 class PixelModel:
-    """A CNN on the pixels and its share of the task model's probabilities."""
+    """A CNN on the pixels and its share of the task model's probabilities. `pool_logits`: its logits
+    for every pool row, in pool order, when they were computed after the round before (the worker
+    does that while the batch is labelled); rows then come from them instead of the network."""
 
     model: Any  # torch.nn.Module
     temperature: float
     share: float
+    pool_logits: np.ndarray | None = None
 
 
 @dataclass
@@ -195,14 +198,21 @@ class FeatureLearner:
 
     def predict_proba(self, features: np.ndarray, pixels: Pixels | None = None) -> np.ndarray:
         """[N, D] features (and, when `uses_pixels`, the same N images) -> [N, K] probabilities."""
-        p = self.head.predict_proba(features)
         if self.pixel is None:
-            return p
+            return self.head.predict_proba(features)
         if pixels is None:
             raise ValueError("this task model reads the images' pixels as well as their features")
-        from models.training import predict_proba
+        from models.training import predict_logits
 
-        q = predict_proba(self.pixel.model, pixels, temperature=self.pixel.temperature)
+        return self._mixed(features, predict_logits(self.pixel.model, pixels))
+
+    def _mixed(self, features: np.ndarray, pixel_logits: np.ndarray) -> np.ndarray:
+        """The head's probabilities mixed with the CNN's, from its logits, at its share and temperature."""
+        import torch
+
+        assert self.pixel is not None
+        p = self.head.predict_proba(features)
+        q = torch.softmax(torch.from_numpy(pixel_logits) / self.pixel.temperature, dim=1).numpy()
         return ((1 - self.pixel.share) * p + self.pixel.share * q).astype(np.float32)
 
     def predict_rows(
@@ -211,10 +221,15 @@ class FeatureLearner:
         """`predict_proba` of the pool rows at `positions` (of `features`, and of `pixels` when the task
         model reads them), a block of rows at a time: the rows of a million-image pool are not copied
         out whole (1 GB of 256 float32 features)."""
+        cached = self.pixel.pool_logits if self.pixel is not None else None
+        if cached is not None and len(cached) != len(features):
+            cached = None
         blocks = [
             self.predict_proba(
                 features[block], subset(pixels, block) if self.uses_pixels and pixels is not None else None
             )
+            if cached is None
+            else self._mixed(features[block], cached[block])
             for block in (positions[start : start + rows] for start in range(0, len(positions), rows))
         ]
         return np.concatenate(blocks) if blocks else np.zeros((0, len(self.head.bias)), dtype=np.float32)
@@ -544,6 +559,8 @@ class Challenger:
     scores: dict[str, float] | None = None
     chosen: str | None = None
     temperatures: dict[str, float] = field(default_factory=dict)
+    # The CNN's logits for every pool row, when the worker computed them after fitting it.
+    pool_logits: np.ndarray | None = None
 
 
 def fit_challenger(
@@ -775,7 +792,7 @@ def apply_challenger(
         learner.info["mode"] = "fine-tuned encoder"
         return learner
     share = dict(CHALLENGERS)[chosen]
-    learner.pixel = PixelModel(challenger.networks["cnn"], temperatures["cnn"], share)
+    learner.pixel = PixelModel(challenger.networks["cnn"], temperatures["cnn"], share, challenger.pool_logits)
     learner.info["mode"] = "cnn" if share == 1.0 else f"{learner.mode} + cnn"
     return learner
 

@@ -109,3 +109,14 @@ def wait_representation_done(client: Any, pid: int, until: set[str] | None = Non
             return rows[0]
         time.sleep(0.2)
     raise AssertionError(f"no representation reached {until or 'an end'} in {timeout}s: {rows}")
+
+
+def wait_rounds_prepared(client: Any, pid: int, timeout: float = 120) -> dict:
+    """The project's newest representation once a rounds worker has loaded it for the next round."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        newest = client.get(f"/projects/{pid}/representations").json()["data"][0]
+        if "rounds_prepared" in (newest["metrics"] or {}):
+            return newest
+        time.sleep(0.2)
+    raise AssertionError(f"no rounds worker prepared representation {newest['id']} in {timeout}s: {newest}")

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
 from app.annotations.service import current_labels
 from app.core.db import plain_rows, read_scope, session_scope, utcnow
@@ -27,6 +28,7 @@ from app.images.orm import Image, Split
 from app.projects.orm import Project
 from app.projects.schemas import ProjectSettings
 from app.representations import service as representations
+from app.representations.orm import Representation
 from app.rounds.orm import ACTIVE_STATUSES, Round, RoundStatus, Suggestion, SuggestionStatus
 from app.storage import Storage, get_storage, image_key
 from models.pixels import PoolPixels, subset
@@ -131,6 +133,14 @@ class WarmCache:
         self.entries[kind] = (digest, value)
         return value
 
+    def peek(self, kind: str, digest: str) -> Any:
+        """What is kept for `kind` if it was made from `digest` (None otherwise); never makes it."""
+        held = self.entries.get(kind)
+        if held is None or held[0] != digest:
+            return None
+        self.hits.append(kind)
+        return held[1]
+
     def held(self, kind: str) -> Any:
         """What is kept for `kind`, whatever it was made from (None if nothing): a `make` may build on
         the entry it is about to replace."""
@@ -206,77 +216,87 @@ def _claim(round_id: int, settings: Settings) -> RoundInputs | None:
             return None
         project = session.get(Project, round_.project_id)
         assert project is not None
-        class_index = {c: i for i, c in enumerate(project.classes)}
-        pool = plain_rows(
-            session,
-            select(Image.id, Image.storage_key, Image.synthetic)
-            .where(Image.project_id == project.id, Image.split == Split.pool.value)
-            .order_by(Image.id),
+        return _snapshot(session, project, round_)
+
+
+def _snapshot(session: Session, project: Project, round_: Round | None) -> RoundInputs:
+    """What a round of `project` works on; without a round (a worker preparing for the next one),
+    the same pool, validation split and representation with no strategy or batch of its own."""
+    class_index = {c: i for i, c in enumerate(project.classes)}
+    pool = plain_rows(
+        session,
+        select(Image.id, Image.storage_key, Image.synthetic)
+        .where(Image.project_id == project.id, Image.split == Split.pool.value)
+        .order_by(Image.id),
+    )
+    validation = session.execute(
+        select(Image.id, Image.storage_key, Image.ground_truth)
+        .where(Image.project_id == project.id, Image.split == Split.validation)
+        .order_by(Image.id)
+    ).all()
+    labels = {
+        image_id: class_index[label]
+        for image_id, label in current_labels(session, project_id=project.id).items()
+        if label in class_index
+    }
+    previous = session.execute(
+        select(Round.id, Round.artifacts)
+        .where(
+            Round.project_id == project.id,
+            Round.id != (round_.id if round_ else -1),
+            Round.status.in_(["ready", "closed"]),
         )
-        validation = session.execute(
-            select(Image.id, Image.storage_key, Image.ground_truth)
-            .where(Image.project_id == project.id, Image.split == Split.validation)
-            .order_by(Image.id)
-        ).all()
-        labels = {
-            image_id: class_index[label]
-            for image_id, label in current_labels(session, project_id=project.id).items()
-            if label in class_index
-        }
-        previous = session.execute(
-            select(Round.id, Round.artifacts)
-            .where(Round.project_id == project.id, Round.id != round_.id, Round.status.in_(["ready", "closed"]))
-            .order_by(Round.index.desc())
-        ).all()
-        vae_key, vae_round, vae_latents_key = next(
-            ((a["vae"], rid, a.get("latents")) for rid, a in previous if a and a.get("vae")), (None, None, None)
-        )
-        challenger_key = next((a["challenger"] for _, a in previous if a and a.get("challenger")), None)
-        params = dict(round_.params or {})
-        seed = int(params.pop("seed", project.id * 10_000 + round_.index))
-        pending_elsewhere = set(
-            session.scalars(
-                select(Suggestion.image_id)
-                .join(Round, Round.id == Suggestion.round_id)
-                .where(
-                    Round.project_id == project.id,
-                    Round.status == RoundStatus.ready,
-                    Suggestion.status == SuggestionStatus.pending,
-                )
+        .order_by(Round.index.desc())
+    ).all()
+    vae_key, vae_round, vae_latents_key = next(
+        ((a["vae"], rid, a.get("latents")) for rid, a in previous if a and a.get("vae")), (None, None, None)
+    )
+    challenger_key = next((a["challenger"] for _, a in previous if a and a.get("challenger")), None)
+    params = dict(round_.params or {}) if round_ else {}
+    seed = int(params.pop("seed", project.id * 10_000 + (round_.index if round_ else 0)))
+    pending_elsewhere = set(
+        session.scalars(
+            select(Suggestion.image_id)
+            .join(Round, Round.id == Suggestion.round_id)
+            .where(
+                Round.project_id == project.id,
+                Round.status == RoundStatus.ready,
+                Suggestion.status == SuggestionStatus.pending,
             )
         )
-        ready = representations.latest_ready(session, project_id=project.id)
-        features_key = next(
-            (a["latents"] for _, a in previous if ready and a and a.get("representation") == ready.id),
-            None,
-        )
-        rep_active = representations.active(session, project_id=project.id) is not None
-        return RoundInputs(
-            round_id=round_.id,
-            project_id=project.id,
-            strategy=round_.strategy,
-            params=params,
-            batch_size=round_.batch_size,
-            seed=seed,
-            classes=list(project.classes),
-            settings=ProjectSettings.model_validate(project.settings or {}),
-            pool_ids=[r[0] for r in pool],
-            pool_keys=[r[1] for r in pool],
-            pool_synthetic=[bool(r[2]) for r in pool],
-            labels=labels,
-            pending_elsewhere=pending_elsewhere,
-            validation_ids=[r[0] for r in validation if r[2] in class_index],
-            validation_keys=[r[1] for r in validation if r[2] in class_index],
-            validation_labels=[class_index[r[2]] for r in validation if r[2] in class_index],
-            previous_vae_key=vae_key,
-            previous_vae_round=vae_round,
-            previous_vae_latents_key=vae_latents_key,
-            representation_id=ready.id if ready else None,
-            representation_artifacts=dict(ready.artifacts) if ready else {},
-            previous_features_key=features_key,
-            representation_active=rep_active,
-            previous_challenger_key=challenger_key,
-        )
+    )
+    ready = representations.latest_ready(session, project_id=project.id)
+    features_key = next(
+        (a["latents"] for _, a in previous if ready and a and a.get("representation") == ready.id),
+        None,
+    )
+    rep_active = representations.active(session, project_id=project.id) is not None
+    return RoundInputs(
+        round_id=round_.id if round_ else 0,
+        project_id=project.id,
+        strategy=round_.strategy if round_ else "random",
+        params=params,
+        batch_size=round_.batch_size if round_ else 0,
+        seed=seed,
+        classes=list(project.classes),
+        settings=ProjectSettings.model_validate(project.settings or {}),
+        pool_ids=[r[0] for r in pool],
+        pool_keys=[r[1] for r in pool],
+        pool_synthetic=[bool(r[2]) for r in pool],
+        labels=labels,
+        pending_elsewhere=pending_elsewhere,
+        validation_ids=[r[0] for r in validation if r[2] in class_index],
+        validation_keys=[r[1] for r in validation if r[2] in class_index],
+        validation_labels=[class_index[r[2]] for r in validation if r[2] in class_index],
+        previous_vae_key=vae_key,
+        previous_vae_round=vae_round,
+        previous_vae_latents_key=vae_latents_key,
+        representation_id=ready.id if ready else None,
+        representation_artifacts=dict(ready.artifacts) if ready else {},
+        previous_features_key=features_key,
+        representation_active=rep_active,
+        previous_challenger_key=challenger_key,
+    )
 
 
 def _write(inputs: RoundInputs, output: RoundOutput, storage: Storage, settings: Settings) -> bool:
@@ -342,7 +362,6 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
 
     started = time.monotonic()
     WARM.hits.clear()
-    size, channels = inputs.settings.image_size, inputs.settings.channels
     pool_ids = np.asarray(inputs.pool_ids, dtype=np.int64)
     labelled_pos = np.asarray(
         [i for i, image_id in enumerate(inputs.pool_ids) if image_id in inputs.labels], dtype=np.int64
@@ -359,17 +378,7 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
     )
     labels = np.asarray([inputs.labels[inputs.pool_ids[i]] for i in labelled_pos], dtype=np.int64)
     report("loading", 0.0, force=True)
-    # Decoded once per image and worker: an unchanged pool is read back, not decoded again. The
-    # pool stays uint8 bytes of the memory-mapped cache; float32 exists only per batch (models.pixels).
-    cache = pixel_cache(settings.data_dir, inputs.project_id, size, channels)
-    pixels = cache.load(
-        storage,
-        [*inputs.pool_keys, *inputs.validation_keys],
-        progress=lambda f: report("decoding images", 0.3 * f),
-    )
-    pool_x = pixels.subset(slice(0, len(inputs.pool_keys)))
-    val_x = pixels.subset(slice(len(inputs.pool_keys), None)).to_array()
-    decoded = cache.decoded_last
+    pool_x, val_x, decoded = _pixels(inputs, storage, settings, lambda f: report("decoding images", 0.3 * f))
     val_y = np.asarray(inputs.validation_labels, dtype=np.int64)
     load_s = time.monotonic() - started
     device = select_device(settings.torch_device)
@@ -423,9 +432,7 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
     made_before_step = bool(vae_space)
     graph = None
     if features is not None and len(labels) and len(np.unique(labels)) > 1:
-        from models.learner import PoolGraph
-
-        graph = WARM.get("graph", digest_of(feature_space, pool_ids), lambda: PoolGraph.build(features))
+        graph = _pool_graph(feature_space, pool_ids, features)
     graph_s = time.monotonic() - t
     # The candidate index is built only for strategies that search it (snn, si, ...).
     built: dict[str, Any] = {}
@@ -534,6 +541,76 @@ def compute(inputs: RoundInputs, storage: Storage, settings: Settings, report: R
     )
 
 
+def _pixels(
+    inputs: RoundInputs, storage: Storage, settings: Settings, progress: Callable[[float], None]
+) -> tuple[PoolPixels, np.ndarray, int]:
+    """The pool (uint8 rows of the memory-mapped cache), the validation split as an array, and how
+    many images were decoded: once per image and worker, so an unchanged pool is read back. The pool
+    stays bytes; float32 exists only per batch (models.pixels)."""
+    size, channels = inputs.settings.image_size, inputs.settings.channels
+    cache = pixel_cache(settings.data_dir, inputs.project_id, size, channels)
+    pixels = cache.load(storage, [*inputs.pool_keys, *inputs.validation_keys], progress=progress)
+    pool_x = pixels.subset(slice(0, len(inputs.pool_keys)))
+    val_x = pixels.subset(slice(len(inputs.pool_keys), None)).to_array()
+    return pool_x, val_x, cache.decoded_last
+
+
+def _pool_graph(feature_space: Any, pool_ids: np.ndarray, features: np.ndarray) -> Any:
+    """The pool's kNN graph in `feature_space` (label propagation), kept between rounds."""
+    from models.learner import PoolGraph
+
+    return WARM.get("graph", digest_of(feature_space, pool_ids), lambda: PoolGraph.build(features))
+
+
+def prepare_rounds(representation_id: int, settings: Settings) -> None:
+    """Readies this worker process for the project's next round once `representation_id` is ready:
+    the pool's rows in it, its encoder, the encoded validation split, the pool's kNN graph and, above
+    the exact size, the pool's search graph go into the warm cache. Otherwise the first round after a
+    representation pays for them on its path (2.5 s of a 4.5 s round on 10,000 images on 2 cores,
+    `benchmarks/results/round_speed.md`), while the annotators' labelling leaves this worker idle.
+    Best effort: a round whose pool changed meanwhile, or that another worker runs, builds what it
+    lacks itself. What it did is recorded on the representation (`metrics.rounds_prepared`)."""
+    from models.training import select_device
+
+    started = time.monotonic()
+    with read_scope(settings) as session:
+        ready = session.get(Representation, representation_id)
+        project = session.get(Project, ready.project_id) if ready is not None else None
+        if ready is None or ready.status != "ready" or project is None:
+            return
+        inputs = _snapshot(session, project, None)
+    # A newer representation is ready: its own preparation follows.
+    if inputs.representation_id != representation_id:
+        return
+    storage = get_storage(settings)
+    try:
+        pool_x, val_x, decoded = _pixels(inputs, storage, settings, lambda _: None)
+        pool_ids = np.asarray(inputs.pool_ids, dtype=np.int64)
+        device = select_device(settings.torch_device)
+        features, _, info, _ = _representation(inputs, pool_x, pool_ids, val_x, storage, device, settings)
+        if features is None or not len(pool_ids):
+            return
+        _pool_graph(info["id"], pool_ids, features)
+        if len(pool_ids) > settings.latent_index_exact_max:
+            candidate_index(
+                features, info["id"], pool_ids, np.arange(len(pool_ids)), exact_max=settings.latent_index_exact_max
+            )
+    except Exception:
+        log.exception("preparing for rounds in representation %s failed; rounds build it", representation_id)
+        return
+    prepared = {
+        "seconds": round(time.monotonic() - started, 3),
+        "pool_size": len(pool_ids),
+        "decoded_images": decoded,
+        "encoded_now": info.get("encoded_now", 0),
+        "at": utcnow().isoformat(),
+    }
+    with session_scope(settings) as session:
+        row = session.get(Representation, representation_id)
+        if row is not None:
+            row.metrics = {**(row.metrics or {}), "rounds_prepared": prepared}
+
+
 def _previous_challenger(inputs: RoundInputs, storage: Storage, device: Any) -> Any:
     """The challenger an earlier round of the project fitted after it was written, if it fits this
     round's images and classes; loaded once per worker process."""
@@ -548,6 +625,12 @@ def _previous_challenger(inputs: RoundInputs, storage: Storage, device: Any) -> 
         f"{key}@{device}",
         lambda: load_challenger(storage, key, device, image_size=size, n_classes=n_classes),
     )
+    if challenger is not None:
+        # The CNN's logits for this pool, computed after it was fitted: the round mixes them in
+        # instead of running the CNN over every candidate (a second of a warm round on 2 cores).
+        logits = WARM.peek("challenger-logits", digest_of(key, np.asarray(inputs.pool_ids, dtype=np.int64)))
+        if logits is not None:
+            challenger = replace(challenger, pool_logits=logits)
     if challenger is None or inputs.settings.fine_tune or "fine-tuned" not in challenger.networks:
         return challenger
     # The project turned fine-tuning off since: its fine-tuned network no longer competes.
@@ -593,6 +676,12 @@ def _fit_next_challenger(
         return {}, {}
     key = artifact_key(inputs.project_id, inputs.round_id, "challenger.pt")
     save_challenger(storage, key, challenger, image_size=inputs.settings.image_size, n_classes=len(inputs.classes))
+    if "cnn" in challenger.networks:
+        from models.training import predict_logits
+
+        # While the batch is labelled: the next round, in this process and on this pool, reads them.
+        logits = predict_logits(challenger.networks["cnn"], pool_x)
+        WARM.get("challenger-logits", digest_of(key, np.asarray(inputs.pool_ids, dtype=np.int64)), lambda: logits)
     seconds = round(time.monotonic() - started, 3)
     info = {"fitted_on": challenger.labels, "networks": sorted(challenger.networks), "seconds": seconds}
     return {"challenger": key}, {"next_challenger": info}

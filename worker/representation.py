@@ -119,6 +119,16 @@ def wait_for_uploads_to_settle(representation_id: int, settings: Settings) -> bo
         time.sleep(min(max(settle - quiet, 0.05), 1.0))
 
 
+def _prepare_rounds(representation_id: int) -> None:
+    """Has a rounds worker load the new representation while the annotators label; never fails the job."""
+    from app.core.queue import enqueue_prepare_rounds
+
+    try:
+        enqueue_prepare_rounds(representation_id)
+    except Exception:
+        log.warning("could not ask a rounds worker to prepare representation %s", representation_id, exc_info=True)
+
+
 def train_representation(representation_id: int, settings: Settings) -> None:
     from models.representation import SimCLR
     from models.training import select_device
@@ -212,6 +222,7 @@ def train_representation(representation_id: int, settings: Settings) -> None:
                         finished_at=utcnow(),
                     )
                 )
+            _prepare_rounds(representation_id)
         except JobCancelled:
             log.info("representation %s was cancelled", representation_id)
         except Exception as exc:

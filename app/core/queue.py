@@ -19,6 +19,7 @@ RUN_ROUND_TASK = "suggestlab.run_round"
 RUN_SIMULATION_TASK = "suggestlab.run_simulation"
 TRAIN_REPRESENTATION_TASK = "suggestlab.train_representation"
 BUILD_MAP_TASK = "suggestlab.build_map"
+PREPARE_ROUNDS_TASK = "suggestlab.prepare_rounds"
 TRAINING_QUEUE = "training"
 LIGHT_QUEUE = "light"
 # Long jobs that no round may wait behind: representation training and simulations.
@@ -52,6 +53,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             RUN_SIMULATION_TASK: {"queue": SIMULATION_QUEUE},
             TRAIN_REPRESENTATION_TASK: {"queue": BACKGROUND_QUEUE},
             BUILD_MAP_TASK: {"queue": LIGHT_QUEUE},
+            PREPARE_ROUNDS_TASK: {"queue": TRAINING_QUEUE},
         },
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
@@ -104,6 +106,11 @@ def enqueue_representation(representation_id: int) -> None:
 
 def enqueue_simulation(simulation_id: int) -> None:
     _client().send_task(RUN_SIMULATION_TASK, args=[simulation_id], queue=SIMULATION_QUEUE)
+
+
+def enqueue_prepare_rounds(representation_id: int) -> None:
+    """Asks a rounds worker to load a representation that just became ready before a round needs it."""
+    _client().send_task(PREPARE_ROUNDS_TASK, args=[representation_id], queue=TRAINING_QUEUE)
 
 
 def enqueue_map(round_id: int) -> None:

@@ -10,7 +10,14 @@ import numpy as np
 
 from tests.app.test_method_rounds import _label_suggestions
 from tests.conftest import LiveService, wait_for_round
-from tests.factories import create_project, digits_project, digits_zip, upload, wait_representation_done
+from tests.factories import (
+    create_project,
+    digits_project,
+    digits_zip,
+    upload,
+    wait_representation_done,
+    wait_rounds_prepared,
+)
 
 
 def test_representation_trains_in_the_background_and_rounds_select_in_it(sqlite_service: LiveService) -> None:
@@ -53,6 +60,10 @@ def test_representation_trains_in_the_background_and_rounds_select_in_it(sqlite_
         for i in engineer.get(f"/projects/{pid}/images", params={"per_page": 500, "split": "pool"}).json()["data"]
     }
     labelled = _label_suggestions(engineer, sqlite_service, first["id"], names)
+    # While the batch was labelled the rounds worker loaded the new representation, so the next
+    # round finds the pool's rows, the encoded validation split and the kNN graph already made.
+    prepared = wait_rounds_prepared(engineer, pid)["metrics"]["rounds_prepared"]
+    assert prepared["pool_size"] == 200 and prepared["encoded_now"] == 0, prepared
 
     for strategy in ("snn", "auto"):
         body = {"strategy": strategy, "batch_size": 10, "close_open": True}
@@ -60,6 +71,7 @@ def test_representation_trains_in_the_background_and_rounds_select_in_it(sqlite_
         state = wait_for_round(engineer, response.json()["id"])
         assert state["status"] == "ready", state
         metrics = state["metrics"]
+        assert {"encoder", "features", "validation", "graph"} <= set(metrics["reused"]), metrics["reused"]
         assert metrics["representation"] == {
             "kind": "simclr",
             "id": ready["id"],
@@ -192,6 +204,8 @@ def test_a_project_that_asks_for_fine_tuning_gets_it_compared_on_its_validation_
     challenge = state["metrics"]["learner"]["challenge"]
     assert challenge["held_out"] == "validation" and challenge["fitted_on"] == 64
     assert set(challenge["scores"]) == {"head", "mix", "cnn", "fine-tuned"}
+    # The CNN's logits for this pool were computed with it, so the round did not run it over the pool.
+    assert "challenger-logits" in state["metrics"]["reused"], state["metrics"]["reused"]
     assert challenge["chosen"] in challenge["scores"]
     assert state["metrics"]["accuracy"] > 0.9
     assert len(engineer.get(f"/rounds/{state['id']}/suggestions").json()["data"]) == 10

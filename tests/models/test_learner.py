@@ -3,6 +3,8 @@ space and auto's switch. Small inputs, CPU, seconds."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -25,7 +27,7 @@ from models.strategies.auto import nearest_labelled_accuracy
 from models.strategies.base import SelectionContext
 from models.strategies.latent import _HeadModel, _Identity, latent_ascent
 from models.strategies.registry import get_strategy
-from models.training import predict_proba
+from models.training import predict_logits, predict_proba
 
 
 def _blobs(n_per_class: int, n_classes: int = 4, dim: int = 16, spread: float = 0.6, seed: int = 0):
@@ -834,6 +836,18 @@ def test_a_challenger_fitted_on_fewer_labels_is_judged_against_the_fresh_head_an
     assert (applied.predict_proba(features[test], pixels[test]).argmax(1) == y[test]).mean() > 0.9
     # Judged on no validation split, a challenger that needs one leaves the head alone.
     assert not apply_challenger(fit_learner(features, later, y[later], n_classes), loaded).uses_pixels
+
+    # With the CNN's logits for the pool computed after it was fitted, the pool's rows come from them
+    # (no pixels needed) and are what the network itself gives.
+    ahead = apply_challenger(
+        fit_learner(features, later, y[later], n_classes, validation=(features[val], y[val])),
+        replace(loaded, pool_logits=predict_logits(loaded.networks["cnn"], pixels)),
+        validation=validation,
+    )
+    assert ahead.pixel is not None and ahead.pixel.pool_logits is not None
+    np.testing.assert_allclose(
+        ahead.predict_rows(features, test), applied.predict_rows(features, test, pixels), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_judged_on_a_held_out_third_the_mix_is_kept_unless_the_head_is_clearly_better() -> None:
