@@ -628,7 +628,7 @@ def _previous_challenger(inputs: RoundInputs, storage: Storage, device: Any) -> 
     if challenger is not None:
         # The CNN's logits for this pool, computed after it was fitted: the round mixes them in
         # instead of running the CNN over every candidate (a second of a warm round on 2 cores).
-        logits = WARM.peek("challenger-logits", digest_of(key, np.asarray(inputs.pool_ids, dtype=np.int64)))
+        logits = WARM.peek("challenger-logits", _logits_digest(key, inputs))
         if logits is not None:
             challenger = replace(challenger, pool_logits=logits)
     if challenger is None or inputs.settings.fine_tune or "fine-tuned" not in challenger.networks:
@@ -637,6 +637,11 @@ def _previous_challenger(inputs: RoundInputs, storage: Storage, device: Any) -> 
     if challenger.chosen == "fine-tuned":
         return None
     return replace(challenger, networks={k: v for k, v in challenger.networks.items() if k != "fine-tuned"})
+
+
+def _logits_digest(challenger_key: str, inputs: RoundInputs) -> str:
+    """What the CNN's pool logits are kept under: that challenger on exactly this pool."""
+    return digest_of(challenger_key, np.asarray(inputs.pool_ids, dtype=np.int64))
 
 
 def _fit_next_challenger(
@@ -680,8 +685,8 @@ def _fit_next_challenger(
         from models.training import predict_logits
 
         # While the batch is labelled: the next round, in this process and on this pool, reads them.
-        logits = predict_logits(challenger.networks["cnn"], pool_x)
-        WARM.get("challenger-logits", digest_of(key, np.asarray(inputs.pool_ids, dtype=np.int64)), lambda: logits)
+        cnn = challenger.networks["cnn"]
+        WARM.get("challenger-logits", _logits_digest(key, inputs), lambda: predict_logits(cnn, pool_x))
     seconds = round(time.monotonic() - started, 3)
     info = {"fitted_on": challenger.labels, "networks": sorted(challenger.networks), "seconds": seconds}
     return {"challenger": key}, {"next_challenger": info}
