@@ -219,6 +219,27 @@ def _claim(round_id: int, settings: Settings) -> RoundInputs | None:
         return _snapshot(session, project, round_)
 
 
+def _selection_state(session: Session, project_id: int, class_index: dict[str, int]) -> tuple[dict[int, int], set[int]]:
+    """The project's current labels (image id -> class index) and the images pending in a ready batch."""
+    labels = {
+        image_id: class_index[label]
+        for image_id, label in current_labels(session, project_id=project_id).items()
+        if label in class_index
+    }
+    pending = set(
+        session.scalars(
+            select(Suggestion.image_id)
+            .join(Round, Round.id == Suggestion.round_id)
+            .where(
+                Round.project_id == project_id,
+                Round.status == RoundStatus.ready,
+                Suggestion.status == SuggestionStatus.pending,
+            )
+        )
+    )
+    return labels, pending
+
+
 def _snapshot(session: Session, project: Project, round_: Round | None) -> RoundInputs:
     """What a round of `project` works on; without a round (a worker preparing for the next one),
     the same pool, validation split and representation with no strategy or batch of its own."""
@@ -234,11 +255,8 @@ def _snapshot(session: Session, project: Project, round_: Round | None) -> Round
         .where(Image.project_id == project.id, Image.split == Split.validation)
         .order_by(Image.id)
     ).all()
-    labels = {
-        image_id: class_index[label]
-        for image_id, label in current_labels(session, project_id=project.id).items()
-        if label in class_index
-    }
+    # Labels and the batches still being labelled shape a round's selection; preparing reads neither.
+    labels, pending_elsewhere = _selection_state(session, project.id, class_index) if round_ else ({}, set())
     previous = session.execute(
         select(Round.id, Round.artifacts)
         .where(
@@ -254,17 +272,6 @@ def _snapshot(session: Session, project: Project, round_: Round | None) -> Round
     challenger_key = next((a["challenger"] for _, a in previous if a and a.get("challenger")), None)
     params = dict(round_.params or {}) if round_ else {}
     seed = int(params.pop("seed", project.id * 10_000 + (round_.index if round_ else 0)))
-    pending_elsewhere = set(
-        session.scalars(
-            select(Suggestion.image_id)
-            .join(Round, Round.id == Suggestion.round_id)
-            .where(
-                Round.project_id == project.id,
-                Round.status == RoundStatus.ready,
-                Suggestion.status == SuggestionStatus.pending,
-            )
-        )
-    )
     ready = representations.latest_ready(session, project_id=project.id)
     features_key = next(
         (a["latents"] for _, a in previous if ready and a and a.get("representation") == ready.id),
