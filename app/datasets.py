@@ -1,6 +1,7 @@
 """Image data that needs no download: MNIST-5k and sklearn digits (shipped in installed packages),
 shapes10k (procedural RGB, app.shapes) and the held-out sets glyphs10k, glyphs10k-rgb and
-symbols10k-rgb (app.glyphs), textures10k-rgb (app.textures) and objects10k-rgb (app.objects)."""
+symbols10k-rgb (app.glyphs), textures10k-rgb (app.textures), objects10k-rgb (app.objects) and
+fruits10k-rgb (app.fruits, the one whose classes differ by colour too)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,11 @@ def load_dataset(name: str) -> Dataset:
 
         images, labels = objects.generate(10_000, seed=0)
         return Dataset(name, images, labels, list(objects.CLASSES), objects.SIZE)
+    if name == "fruits10k-rgb":
+        from app import fruits
+
+        images, labels = fruits.generate(10_000, seed=0)
+        return Dataset(name, images, labels, list(fruits.CLASSES), fruits.SIZE)
     raise ValueError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}")
 
 
@@ -78,6 +84,7 @@ DATASETS = (
     "symbols10k-rgb",
     "textures10k-rgb",
     "objects10k-rgb",
+    "fruits10k-rgb",
 )
 
 

@@ -14,12 +14,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from PIL import Image as PILImage
-from PIL import ImageDraw, ImageFilter
+from PIL import ImageDraw
 
 from app.glyphs import _blotchy_ground
 from app.shapes import _colour
-from app.textures import clutter, digest, draw_set
+from app.textures import clutter, digest, draw_set, shrink
 
 __all__ = ["CLASSES", "FROZEN", "FROZEN_HEAD_500", "SIZE", "digest", "generate"]
 
@@ -94,7 +93,7 @@ def _parts(name: str) -> list[Part]:
     return [("fill", _rect(-0.95, -0.12, 0.3, 0.12), 0), ("fill", [(0.25, -0.5), (0.95, 0.0), (0.25, 0.5)], 0)]
 
 
-def _place(points: Points, cx: float, cy: float, radius: float, angle: float, sx: float, sy: float) -> Points:
+def place(points: Points, cx: float, cy: float, radius: float, angle: float, sx: float, sy: float) -> Points:
     cos, sin = math.cos(angle), math.sin(angle)
     placed = []
     for x, y in points:
@@ -117,16 +116,13 @@ def _draw(label: int, rng: np.random.Generator) -> np.ndarray:
     colour = _colour(rng, value=(0.3, 1.0))
     for kind, points, width in _parts(CLASSES[label]):
         fill = colour if one_colour else _colour(rng, value=(0.3, 1.0))
-        placed = _place(points, cx, cy, radius, angle, sx, sy)
+        placed = place(points, cx, cy, radius, angle, sx, sy)
         if kind == "fill":
             draw.polygon(placed, fill=fill)
         else:
             draw.line(placed, fill=fill, width=max(2, int(width * radius)), joint="curve")
     clutter(draw, rng, canvas, int(rng.integers(1, 3)))
-    small = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 0.9))).resize((SIZE, SIZE), PILImage.LANCZOS)
-    arr = np.asarray(small, dtype=np.float32)
-    arr += rng.normal(0, rng.uniform(1, 8), arr.shape)
-    return np.clip(arr, 0, 255).astype(np.uint8)
+    return shrink(image, rng)
 
 
 def generate(n: int = 10_000, seed: int = 0, *, first: int | None = None) -> tuple[np.ndarray, np.ndarray]:

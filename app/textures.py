@@ -111,6 +111,11 @@ def _draw(label: int, rng: np.random.Generator) -> np.ndarray:
     ink, paper = _colour(rng, value=(0.3, 1.0)), _colour(rng, value=(0.3, 1.0))
     image.paste(_pattern(CLASSES[label], rng, canvas, ink, paper), (0, 0), _region(rng, canvas))
     clutter(ImageDraw.Draw(image), rng, canvas, int(rng.integers(1, 5)))
+    return shrink(image, rng)
+
+
+def shrink(image: PILImage.Image, rng: np.random.Generator) -> np.ndarray:
+    """The 4x drawing blurred a little, downsampled to SIZE and given pixel noise: [SIZE, SIZE, 3] uint8."""
     small = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 0.9))).resize((SIZE, SIZE), PILImage.LANCZOS)
     arr = np.asarray(small, dtype=np.float32)
     arr += rng.normal(0, rng.uniform(1, 8), arr.shape)
