@@ -1,7 +1,7 @@
 """Image data that needs no download: MNIST-5k and sklearn digits (shipped in installed packages),
 shapes10k (procedural RGB, app.shapes) and the held-out sets glyphs10k, glyphs10k-rgb and
 symbols10k-rgb (app.glyphs), textures10k-rgb (app.textures), objects10k-rgb (app.objects) and
-fruits10k-rgb (app.fruits, the one whose classes differ by colour too)."""
+fruits10k-rgb and flags10k-rgb (app.fruits, app.flags: classes that differ by colour too)."""
 
 from __future__ import annotations
 
@@ -72,6 +72,11 @@ def load_dataset(name: str) -> Dataset:
 
         images, labels = fruits.generate(10_000, seed=0)
         return Dataset(name, images, labels, list(fruits.CLASSES), fruits.SIZE)
+    if name == "flags10k-rgb":
+        from app import flags
+
+        images, labels = flags.generate(10_000, seed=0)
+        return Dataset(name, images, labels, list(flags.CLASSES), flags.SIZE)
     raise ValueError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}")
 
 
@@ -85,6 +90,7 @@ DATASETS = (
     "textures10k-rgb",
     "objects10k-rgb",
     "fruits10k-rgb",
+    "flags10k-rgb",
 )
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import features
 
-from app import fruits, glyphs, objects, textures
+from app import flags, fruits, glyphs, objects, textures
 
 
 @pytest.mark.parametrize("rgb", [False, True])
@@ -47,7 +47,9 @@ def test_symbols_are_balanced_seeded_drawn_and_pinned() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", [textures, objects, fruits], ids=["textures10k-rgb", "objects10k-rgb", "fruits10k-rgb"]
+    "module",
+    [textures, objects, fruits, flags],
+    ids=["textures10k-rgb", "objects10k-rgb", "fruits10k-rgb", "flags10k-rgb"],
 )
 def test_held_out_rgb_sets_are_balanced_seeded_and_pinned(module: ModuleType) -> None:
     images, labels = module.generate(10_000, seed=0, first=500)
