@@ -13,9 +13,10 @@ queues a new representation) and runs `--rounds-after-upload` more labelled `ent
 representation trains: each reports how many images it encoded and whether it stored the pool's
 features (a new `latents.npz`).
 
-From 30 labels per class (the 3rd warm round on) the worker fits the networks that challenge the
-head after each round is written; the next round is requested once that follow-up is recorded, as
-it would be by a person labelling the batch, and the follow-up's own time is reported beside it.
+From `CNN_CHALLENGE_PER_CLASS` labels per class (30 until stop 49, 10 since) the worker fits the
+networks that challenge the head after each round is written; the next round is requested once that
+follow-up is recorded, as it would be by a person labelling the batch, and the follow-up's own time
+is reported beside it.
 
 The pool: the 5,000 bundled MNIST digits (4,500 of them), their transposes and 1,000 of them turned
 upside down: 10,000 distinct 28x28 images (a speed benchmark; the labels of the copies are the digit's).

@@ -47,10 +47,17 @@ MAX_PSEUDO = 1000
 # Label propagation multiplies the pool's graph twenty times a round (15 s of a million-image round on
 # one core); above this many rows per thread it splits the rows over the process's threads.
 PROPAGATION_ROWS_PER_THREAD = 100_000
-# The CNN is trained (once or twice a round, seconds each on a CPU) only from this many labels per
-# class on average: below it a CNN from scratch trailed the head on every set measured, by 0 to 44
-# points (benchmarks/results/learner*.md).
-CNN_CHALLENGE_PER_CLASS = 30
+# The CNN is trained (once or twice a round, seconds each on a CPU) from this many labels per class
+# on average. It was 30 until stop 49: below that a CNN from scratch trailed the head on every set
+# where colour never tells the class, by up to 44 points, but where it does (fruits10k-rgb) the head on
+# colour-blind features was 37 and 44 points below the CNN at 100 and 300 labels, and nothing else in
+# the learner reads hue. Where the CNN is weak the held-out judge keeps the head, or a mix in which a
+# calibrated near-chance CNN barely moves it (`_judge`). Ten per class is where auto's "few labels"
+# ends too, and leaves the judge three or more held-out labels per class (benchmarks/results/NOTES.md).
+CNN_CHALLENGE_PER_CLASS = 10
+# Fine-tuning the encoder (a project's `fine_tune`) costs several CNN fits (challenger_cost.md), and
+# still joins the challenge from 30 labels per class.
+FINE_TUNE_PER_CLASS = 30
 # (name, the CNN's share of the predicted probabilities); ties go to the earlier entry.
 CHALLENGERS = (("head", 0.0), ("mix", 0.5), ("cnn", 1.0))
 # Fine-tuning moves a pre-trained encoder: a tenth of the from-scratch learning rate keeps the few
@@ -581,7 +588,8 @@ def fit_challenger(
     """Fits the networks that challenge `learner`'s head on the labelled pixels (see Challenger);
     None under CNN_CHALLENGE_PER_CLASS labels per class, or when the read-out is not a fitted choice
     (too few labels to hold any out). Given the representation's `encoder` (a project's `fine_tune`
-    setting), the encoder fine-tuned with the head (`fine_tunable`) is fitted too, as `fine-tuned`.
+    setting), from FINE_TUNE_PER_CLASS labels per class the encoder fine-tuned with the head
+    (`fine_tunable`) is fitted too, as `fine-tuned`.
 
     With a validation split ([V, D] features, [V] pixels, [V] labels) the networks are fitted on
     every label, to be judged on it by `apply_challenger`. Without one, one stratified third of the
@@ -608,7 +616,8 @@ def fit_challenger(
             **tuned,
         )
 
-    names = ["cnn"] + (["fine-tuned"] if encoder is not None else [])
+    fine_tune = encoder is not None and len(labels) >= FINE_TUNE_PER_CLASS * n_classes
+    names = ["cnn"] + (["fine-tuned"] if fine_tune else [])
     if validation is not None and len(validation[2]) >= 2 * n_classes:
         share = 1.0 / len(names)
         networks = {

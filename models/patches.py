@@ -18,8 +18,8 @@ from 0.180 / 0.225 / 0.278 to 0.241 / 0.308 / 0.388 with 100 / 300 / 1,000 label
 took 25 s to learn instead of 35 (a scratch probe on 2026-12-07; the product's measurement is
 benchmarks/results/patch_colour.md). Colour itself is then read by SimCLR's block, whose
 augmentations make it partly blind to colour (to hue wholly on the CPU setting), and by the CNN
-challenger from 30 labels per class. Grayscale images have one axis, so their encoder is the
-paper's, unchanged.
+challenger from 10 labels per class (models.learner.CNN_CHALLENGE_PER_CLASS). Grayscale images have
+one axis, so their encoder is the paper's, unchanged.
 """
 
 from __future__ import annotations

@@ -170,7 +170,8 @@ def test_a_project_that_asks_for_fine_tuning_gets_it_compared_on_its_validation_
     pool, validation = zeros_ones[:100], zeros_ones[100:124]
     eng_id, eng = sqlite_service.new_user("engineer")
     engineer = sqlite_service.client(eng)
-    # Two classes at 8x8: the challenge starts at 60 labels and every network fit takes a second.
+    # Two classes at 8x8: the CNN challenges from 20 labels, fine-tuning joins at 60, and every network
+    # fit takes a second.
     pid, names = digits_project(
         sqlite_service.admin,
         members=[eng_id],

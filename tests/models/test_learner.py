@@ -13,6 +13,7 @@ from models.active import run_step
 from models.head import balanced_log_loss, column_statistics, fit_head, fit_temperature
 from models.learner import (
     CNN_CHALLENGE_PER_CLASS,
+    FINE_TUNE_PER_CLASS,
     FeatureLearner,
     PoolGraph,
     _refit,
@@ -659,7 +660,7 @@ def test_the_head_stays_where_it_beats_the_cnn_and_few_labels_train_no_cnn() -> 
 def test_a_fine_tuned_encoder_starts_at_the_head_and_competes_for_the_task_model() -> None:
     from models.representation import ConvEncoder, encode
 
-    n_classes, per_class = 4, CNN_CHALLENGE_PER_CLASS + 10
+    n_classes, per_class = 4, FINE_TUNE_PER_CLASS + 10
     y = np.repeat(np.arange(n_classes), per_class + 50)
     y = y[np.random.default_rng(7).permutation(len(y))]
     pixels = _quadrant_images(y, seed=8)
@@ -675,22 +676,30 @@ def test_a_fine_tuned_encoder_starts_at_the_head_and_competes_for_the_task_model
     # The round's features say nothing of the class here, so only networks on the pixels can win;
     # the fine-tuned encoder is scored beside the CNN and learns the task from its pixels.
     noise = np.random.default_rng(9).normal(size=features.shape).astype(np.float32)
-    learner = challenge_with_cnn(
-        fit_learner(noise, labelled, y[labelled], n_classes),
-        pool_x=pixels,
-        pool_features=noise,
-        labelled_pos=labelled,
-        labels=y[labelled],
-        n_classes=n_classes,
-        device=torch.device("cpu"),
-        encoder=encoder,
-    )
+
+    def challenged(positions: np.ndarray) -> FeatureLearner:
+        return challenge_with_cnn(
+            fit_learner(noise, positions, y[positions], n_classes),
+            pool_x=pixels,
+            pool_features=noise,
+            labelled_pos=positions,
+            labels=y[positions],
+            n_classes=n_classes,
+            device=torch.device("cpu"),
+            encoder=encoder,
+        )
+
+    learner = challenged(labelled)
     scores = learner.info["challenge"]["scores"]
     assert set(scores) == {"head", "mix", "cnn", "fine-tuned"} and scores["fine-tuned"] > 0.9
     assert learner.info["challenge"]["chosen"] != "head" and learner.uses_pixels
     assert (learner.predict_proba(noise[test], pixels[test]).argmax(1) == y[test]).mean() > 0.9
     # The encoder the round encodes with is copied, never trained in place.
     np.testing.assert_array_equal(encode(encoder, pixels[:64]), features[:64])
+    # Between the CNN's threshold and fine-tuning's, the CNN challenges alone.
+    few = np.concatenate([np.flatnonzero(y == c)[:CNN_CHALLENGE_PER_CLASS] for c in range(n_classes)])
+    early = challenged(few)
+    assert set(early.info["challenge"]["scores"]) == {"head", "mix", "cnn"}
 
 
 def test_run_step_predicts_with_the_cnn_mix_and_evaluates_on_pixels() -> None:

@@ -138,8 +138,8 @@ def test_a_simulation_with_fine_tuning_fine_tunes_the_encoder_that_made_its_feat
     from models.simulate import SimulationData, encoder_for, representation_for, run_one
 
     digits = load_simulation_data("digits")
-    # Four classes keep the fits small; 120 labels are 30 per class, where the challenge (and with it
-    # fine-tuning) starts.
+    # Four classes keep the fits small; 120 labels are 30 per class, where fine-tuning joins the
+    # CNN's challenge.
     keep, keep_test = digits.pool_y < 4, digits.test_y < 4
     data = SimulationData(
         "digits4",
