@@ -51,6 +51,25 @@ def joint_representation(name: str, cache: Path) -> tuple[Any, np.ndarray, np.nd
     return data, pool, test, list(blocks), made
 
 
+def learner_accuracy(
+    data: Any,
+    features: np.ndarray,
+    test_features: np.ndarray,
+    labelled: np.ndarray,
+    graph: Any,
+    seed: int,
+    blocks: list[int] | None,
+) -> tuple[float, Any]:
+    """The product's learner fitted on the labelled rows of `features`, and its test accuracy."""
+    from models.learner import fit_learner
+
+    learner = fit_learner(
+        features, labelled, data.pool_y[labelled], len(data.classes), graph=graph, seed=seed, blocks=blocks
+    )
+    predicted = learner.predict_proba(test_features).argmax(1)
+    return float((predicted == data.test_y).mean()), learner
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default="shapes10k,mnist5k,symbols10k-rgb")
@@ -59,7 +78,7 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/suggestlab-bench/cache"))
     args = parser.parse_args()
 
-    from models.learner import PoolGraph, fit_learner
+    from models.learner import PoolGraph
 
     budgets = [int(b) for b in args.budgets.split(",")]
     print("# The joint representation: SimCLR beside k-means patch features, and the learner's choice of block")
@@ -86,18 +105,16 @@ def main() -> int:
                 accuracies = []
                 for seed in range(args.seeds):
                     labelled = np.random.default_rng(seed).choice(len(pool), budget, replace=False)
-                    features = np.ascontiguousarray(pool[:, columns[key]])
-                    learner = fit_learner(
-                        features,
+                    accuracy, learner = learner_accuracy(
+                        data,
+                        np.ascontiguousarray(pool[:, columns[key]]),
+                        np.ascontiguousarray(test[:, columns[key]]),
                         labelled,
-                        data.pool_y[labelled],
-                        len(data.classes),
-                        graph=graphs[key],
-                        seed=seed,
-                        blocks=blocks if choose else None,
+                        graphs[key],
+                        seed,
+                        blocks if choose else None,
                     )
-                    predicted = learner.predict_proba(np.ascontiguousarray(test[:, columns[key]])).argmax(1)
-                    accuracies.append(float((predicted == data.test_y).mean()))
+                    accuracies.append(accuracy)
                     if choose:
                         block = learner.info.get("block")
                         chosen.append("all" if block is None else ("SimCLR" if block[0] == 0 else "patches"))
